@@ -1,0 +1,354 @@
+//! The 401 recovery layer: sign at send time, and on `401 Unauthorized` refresh once and retry once
+//! (SPEC §7.4, §9.3).
+//!
+//! Credentials carry a generation. A request remembers the generation it was signed with; after a
+//! 401 it joins the refresh already running for that generation, or starts one if the generation
+//! is still current, or — if the credentials moved on meanwhile — simply re-signs. So N concurrent
+//! 401s on one stale token cause exactly one refresh, and no request refreshes or retries twice.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use reqwest::{Request, Response, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use tower::{Layer, Service, ServiceExt};
+
+use crate::backend::BackendError;
+
+/// Header naming the ChatGPT workspace.
+pub const ACCOUNT_ID_HEADER: HeaderName = HeaderName::from_static("chatgpt-account-id");
+
+/// What a request is signed with.
+#[derive(Clone)]
+pub struct Credential {
+    pub bearer: SecretString,
+    pub account_id: Option<String>,
+    pub generation: u64,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credential")
+            .field("bearer", &"[REDACTED]")
+            .field("account_id", &self.account_id)
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// Why a request could not be (re)authenticated; the text follows SPEC §7.3/§9.3/§10.4.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct AuthFailure(pub String);
+
+impl AuthFailure {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// The result of a refresh that did not fail.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refreshed {
+    /// New credentials are in place: re-sign and retry.
+    Renewed,
+    /// A login or logout replaced the credentials meanwhile: the 401 stands.
+    Superseded,
+}
+
+/// The source of credentials for one process: the account state.
+pub trait CredentialProvider: Send + Sync + 'static {
+    /// Credentials to sign with now (may refresh proactively first).
+    fn current(&self) -> BoxFuture<'_, Result<Credential, AuthFailure>>;
+
+    /// The generation of the current credentials.
+    fn generation(&self) -> u64;
+
+    /// Recovers from a 401 received with `stale`. Called at most once per generation at a time.
+    fn refresh(
+        self: Arc<Self>,
+        stale: Credential,
+    ) -> BoxFuture<'static, Result<Refreshed, AuthFailure>>;
+}
+
+type Flight = Shared<BoxFuture<'static, Result<Refreshed, AuthFailure>>>;
+
+/// The refresh in progress, keyed by the generation it replaces.
+#[derive(Default)]
+struct Flights {
+    current: Mutex<Option<(u64, Flight)>>,
+}
+
+impl Flights {
+    /// Joins or starts the refresh for `stale`; `Ok(Renewed)` when the caller should re-sign.
+    async fn recover(
+        &self,
+        provider: &Arc<dyn CredentialProvider>,
+        stale: &Credential,
+    ) -> Result<Refreshed, AuthFailure> {
+        let flight = {
+            let mut current = self.current.lock().expect("flights lock");
+            match &*current {
+                Some((generation, flight)) if *generation == stale.generation => flight.clone(),
+                _ if provider.generation() != stale.generation => return Ok(Refreshed::Renewed),
+                _ => {
+                    let task = tokio::spawn(provider.clone().refresh(stale.clone()));
+                    let flight = async move {
+                        task.await.unwrap_or_else(|err| {
+                            Err(AuthFailure::new(format!(
+                                "token refresh task failed: {err}"
+                            )))
+                        })
+                    }
+                    .boxed()
+                    .shared();
+                    *current = Some((stale.generation, flight.clone()));
+                    flight
+                }
+            }
+        };
+        let outcome = flight.await;
+        let mut current = self.current.lock().expect("flights lock");
+        if matches!(&*current, Some((generation, _)) if *generation == stale.generation) {
+            *current = None;
+        }
+        outcome
+    }
+}
+
+/// Adds [`AuthRetry`] around a service.
+#[derive(Clone)]
+pub struct AuthRetryLayer {
+    provider: Arc<dyn CredentialProvider>,
+    flights: Arc<Flights>,
+}
+
+impl AuthRetryLayer {
+    pub fn new(provider: Arc<dyn CredentialProvider>) -> Self {
+        Self {
+            provider,
+            flights: Arc::default(),
+        }
+    }
+}
+
+impl<S> Layer<S> for AuthRetryLayer {
+    type Service = AuthRetry<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthRetry {
+            inner,
+            provider: self.provider.clone(),
+            flights: self.flights.clone(),
+        }
+    }
+}
+
+/// Signs each request and recovers once from a 401.
+#[derive(Clone)]
+pub struct AuthRetry<S> {
+    inner: S,
+    provider: Arc<dyn CredentialProvider>,
+    flights: Arc<Flights>,
+}
+
+impl<S> Service<Request> for AuthRetry<S>
+where
+    S: Service<Request, Response = Response, Error = BackendError> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = BackendError;
+    type Future = BoxFuture<'static, Result<Response, BackendError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let inner = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, inner);
+        let provider = self.provider.clone();
+        let flights = self.flights.clone();
+        async move {
+            let retry = request.try_clone();
+            let credential = provider.current().await.map_err(BackendError::Auth)?;
+            let response = inner.clone().oneshot(sign(request, &credential)?).await?;
+            if response.status() != StatusCode::UNAUTHORIZED {
+                return Ok(response);
+            }
+            let Some(retry) = retry else {
+                return Ok(response);
+            };
+            tracing::debug!(
+                generation = credential.generation,
+                "backend answered 401; recovering credentials"
+            );
+            match flights.recover(&provider, &credential).await {
+                Ok(Refreshed::Renewed) => {}
+                Ok(Refreshed::Superseded) => return Ok(response),
+                Err(failure) => return Err(BackendError::Auth(failure)),
+            }
+            let Ok(renewed) = provider.current().await else {
+                return Ok(response);
+            };
+            inner.oneshot(sign(retry, &renewed)?).await
+        }
+        .boxed()
+    }
+}
+
+/// Sets `Authorization` (marked sensitive) and `ChatGPT-Account-Id`.
+fn sign(mut request: Request, credential: &Credential) -> Result<Request, BackendError> {
+    let mut bearer =
+        HeaderValue::from_str(&format!("Bearer {}", credential.bearer.expose_secret())).map_err(
+            |_| BackendError::Auth(AuthFailure::new("access token is not a valid header value")),
+        )?;
+    bearer.set_sensitive(true);
+    let headers = request.headers_mut();
+    headers.insert(AUTHORIZATION, bearer);
+    headers.remove(ACCOUNT_ID_HEADER);
+    if let Some(account_id) = &credential.account_id
+        && let Ok(value) = HeaderValue::from_str(account_id)
+    {
+        headers.insert(ACCOUNT_ID_HEADER, value);
+    }
+    Ok(request)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    /// A provider whose tokens are "t<generation>"; refresh bumps the generation after a delay.
+    struct Counting {
+        generation: AtomicU64,
+        refreshes: AtomicUsize,
+        fail: bool,
+    }
+
+    impl CredentialProvider for Counting {
+        fn current(&self) -> BoxFuture<'_, Result<Credential, AuthFailure>> {
+            let generation = self.generation.load(Ordering::SeqCst);
+            futures::future::ready(Ok(Credential {
+                bearer: format!("t{generation}").into(),
+                account_id: Some("acct".into()),
+                generation,
+            }))
+            .boxed()
+        }
+
+        fn generation(&self) -> u64 {
+            self.generation.load(Ordering::SeqCst)
+        }
+
+        fn refresh(
+            self: Arc<Self>,
+            _stale: Credential,
+        ) -> BoxFuture<'static, Result<Refreshed, AuthFailure>> {
+            async move {
+                self.refreshes.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                if self.fail {
+                    return Err(AuthFailure::new("refresh failed"));
+                }
+                self.generation.fetch_add(1, Ordering::SeqCst);
+                Ok(Refreshed::Renewed)
+            }
+            .boxed()
+        }
+    }
+
+    /// A backend accepting only `Bearer t1`; counts calls.
+    #[derive(Clone)]
+    struct Backend {
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Service<Request> for Backend {
+        type Response = Response;
+        type Error = BackendError;
+        type Future = BoxFuture<'static, Result<Response, BackendError>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BackendError>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: Request) -> Self::Future {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let ok = request
+                .headers()
+                .get(AUTHORIZATION)
+                .map(|v| v.to_str().unwrap() == "Bearer t1")
+                == Some(true);
+            async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let status = if ok { 200 } else { 401 };
+                Ok(Response::from(
+                    axum::http::Response::builder()
+                        .status(status)
+                        .body("")
+                        .unwrap(),
+                ))
+            }
+            .boxed()
+        }
+    }
+
+    fn request() -> Request {
+        Request::new(
+            reqwest::Method::GET,
+            "http://127.0.0.1:9/usage".parse().unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn concurrent_401s_share_one_refresh() {
+        let provider = Arc::new(Counting {
+            generation: AtomicU64::new(0),
+            refreshes: AtomicUsize::new(0),
+            fail: false,
+        });
+        let calls = Arc::new(AtomicUsize::new(0));
+        let service = AuthRetryLayer::new(provider.clone()).layer(Backend {
+            calls: calls.clone(),
+        });
+        let results =
+            futures::future::join_all((0..100).map(|_| service.clone().oneshot(request()))).await;
+        for result in results {
+            assert_eq!(result.unwrap().status(), 200);
+        }
+        assert_eq!(provider.refreshes.load(Ordering::SeqCst), 1);
+        assert_eq!(calls.load(Ordering::SeqCst), 200);
+    }
+
+    #[tokio::test]
+    async fn a_failed_refresh_fails_every_waiter_once() {
+        let provider = Arc::new(Counting {
+            generation: AtomicU64::new(0),
+            refreshes: AtomicUsize::new(0),
+            fail: true,
+        });
+        let calls = Arc::new(AtomicUsize::new(0));
+        let service = AuthRetryLayer::new(provider.clone()).layer(Backend {
+            calls: calls.clone(),
+        });
+        let results =
+            futures::future::join_all((0..20).map(|_| service.clone().oneshot(request()))).await;
+        for result in results {
+            assert!(matches!(result, Err(BackendError::Auth(ref f)) if f.0 == "refresh failed"));
+        }
+        assert_eq!(provider.refreshes.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            20,
+            "no retry after a failed refresh"
+        );
+    }
+}

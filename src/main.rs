@@ -1,0 +1,5 @@
+//! The `authbridge` binary: see `authbridge --help`.
+
+fn main() -> std::process::ExitCode {
+    authbridge::cli::main()
+}

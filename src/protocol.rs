@@ -1,0 +1,386 @@
+//! Wire types of the account protocol (SPEC §5–7): requests, results, notifications and the
+//! server request, in Codex 0.94.0's shapes plus the additive members the SPEC lists.
+//!
+//! Inputs accept both the seed and the later Codex shapes; unknown members are ignored. Secret
+//! inputs are [`SecretString`]s from the moment they are decoded.
+
+use schemars::JsonSchema;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+/// How the account is authenticated (lowercase `apikey`, unlike the `apiKey` tags).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+pub enum AuthMode {
+    #[serde(rename = "apikey")]
+    ApiKey,
+    #[serde(rename = "chatgpt")]
+    Chatgpt,
+    #[serde(rename = "chatgptAuthTokens")]
+    ChatgptAuthTokens,
+}
+
+/// A ChatGPT plan; unrecognised plans are `unknown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "lowercase")]
+pub enum PlanType {
+    Free,
+    Go,
+    Plus,
+    Pro,
+    Team,
+    Business,
+    Enterprise,
+    Edu,
+    Unknown,
+}
+
+impl PlanType {
+    /// Maps a plan string case-insensitively; anything else is `unknown`.
+    pub fn from_claim(plan: &str) -> Self {
+        match plan.to_ascii_lowercase().as_str() {
+            "free" => Self::Free,
+            "go" => Self::Go,
+            "plus" => Self::Plus,
+            "pro" => Self::Pro,
+            "team" => Self::Team,
+            "business" => Self::Business,
+            "enterprise" => Self::Enterprise,
+            "edu" => Self::Edu,
+            _ => Self::Unknown,
+        }
+    }
+
+    pub fn from_optional(plan: Option<&str>) -> Self {
+        plan.map_or(Self::Unknown, Self::from_claim)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+#[serde(tag = "type")]
+pub enum Account {
+    #[serde(rename = "apiKey")]
+    ApiKey,
+    #[serde(rename = "chatgpt", rename_all = "camelCase")]
+    Chatgpt { email: String, plan_type: PlanType },
+}
+
+/// `account/read` params.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct GetAccountParams {
+    #[serde(default)]
+    pub refresh_token: bool,
+}
+
+/// `account/read` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct GetAccountResponse {
+    pub account: Option<Account>,
+    pub requires_openai_auth: bool,
+}
+
+/// `account/login/start` params.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(tag = "type")]
+pub enum LoginAccountParams {
+    #[serde(rename = "apiKey", rename_all = "camelCase")]
+    ApiKey { api_key: SecretString },
+    /// Browser login; `codexStreamlinedLogin`, `useHostedLoginSuccessPage`, `appBrand` are ignored.
+    #[serde(rename = "chatgpt")]
+    Chatgpt,
+    #[serde(rename = "chatgptDeviceCode")]
+    ChatgptDeviceCode,
+    #[serde(rename = "chatgptAuthTokens")]
+    ChatgptAuthTokens(ExternalTokenParams),
+}
+
+/// Tokens supplied by the host app, in the seed shape (`idToken` + `accessToken`) or the later one
+/// (`accessToken` + `chatgptAccountId` + optional `chatgptPlanType`). Also the refresh reply.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(rename_all = "camelCase", try_from = "RawExternalTokens")]
+pub struct ExternalTokenParams {
+    pub id_token: Option<SecretString>,
+    pub access_token: SecretString,
+    pub chatgpt_account_id: Option<String>,
+    pub chatgpt_plan_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawExternalTokens {
+    #[serde(default)]
+    id_token: Option<SecretString>,
+    access_token: SecretString,
+    #[serde(default)]
+    chatgpt_account_id: Option<String>,
+    #[serde(default)]
+    chatgpt_plan_type: Option<String>,
+}
+
+impl TryFrom<RawExternalTokens> for ExternalTokenParams {
+    type Error = String;
+
+    fn try_from(raw: RawExternalTokens) -> Result<Self, Self::Error> {
+        if raw.id_token.is_none() && raw.chatgpt_account_id.is_none() {
+            return Err("missing field `chatgptAccountId` (required without `idToken`)".into());
+        }
+        Ok(Self {
+            id_token: raw.id_token,
+            access_token: raw.access_token,
+            chatgpt_account_id: raw.chatgpt_account_id,
+            chatgpt_plan_type: raw.chatgpt_plan_type,
+        })
+    }
+}
+
+/// `account/login/start` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[serde(tag = "type")]
+pub enum LoginAccountResponse {
+    #[serde(rename = "apiKey")]
+    ApiKey,
+    #[serde(rename = "chatgpt", rename_all = "camelCase")]
+    Chatgpt { login_id: String, auth_url: String },
+    #[serde(rename = "chatgptDeviceCode", rename_all = "camelCase")]
+    ChatgptDeviceCode {
+        login_id: String,
+        verification_url: String,
+        user_code: String,
+    },
+    #[serde(rename = "chatgptAuthTokens")]
+    ChatgptAuthTokens,
+}
+
+/// `account/login/cancel` params.
+#[derive(Clone, Debug, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct CancelLoginAccountParams {
+    pub login_id: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub enum CancelLoginAccountStatus {
+    Canceled,
+    NotFound,
+}
+
+/// `account/login/cancel` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+pub struct CancelLoginAccountResponse {
+    pub status: CancelLoginAccountStatus,
+}
+
+/// `account/logout` params: absent, `null` or any object.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema, TS)]
+pub struct LogoutAccountParams {}
+
+/// `account/logout` result: `{}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema, TS)]
+pub struct LogoutAccountResponse {}
+
+/// `account/rateLimits/read` params: absent, `null` or any object.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema, TS)]
+pub struct GetAccountRateLimitsParams {}
+
+/// `account/rateLimits/read` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct GetAccountRateLimitsResponse {
+    pub rate_limits: RateLimitSnapshot,
+}
+
+/// Rate limits as Codex reports them: every key present, each nullable.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitSnapshot {
+    pub primary: Option<RateLimitWindow>,
+    pub secondary: Option<RateLimitWindow>,
+    pub credits: Option<CreditsSnapshot>,
+    pub plan_type: Option<PlanType>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitWindow {
+    pub used_percent: i32,
+    pub window_duration_mins: Option<i64>,
+    pub resets_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct CreditsSnapshot {
+    pub has_credits: bool,
+    pub unlimited: bool,
+    pub balance: Option<String>,
+}
+
+/// Notification `account/login/completed`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountLoginCompletedNotification {
+    pub login_id: Option<String>,
+    pub success: bool,
+    pub error: Option<String>,
+}
+
+/// Notification `account/updated`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountUpdatedNotification {
+    pub auth_mode: Option<AuthMode>,
+    pub plan_type: Option<PlanType>,
+}
+
+/// Notification `account/rateLimits/updated`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountRateLimitsUpdatedNotification {
+    pub rate_limits: RateLimitSnapshot,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub enum ChatgptAuthTokensRefreshReason {
+    /// A backend request got `401 Unauthorized`.
+    Unauthorized,
+}
+
+/// Server request `account/chatgptAuthTokens/refresh` params.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatgptAuthTokensRefreshParams {
+    pub reason: ChatgptAuthTokensRefreshReason,
+    /// Workspace of the credentials that got the 401, or `null`.
+    pub previous_account_id: Option<String>,
+}
+
+/// Method names, in one place.
+pub mod methods {
+    pub const READ: &str = "account/read";
+    pub const LOGIN_START: &str = "account/login/start";
+    pub const LOGIN_CANCEL: &str = "account/login/cancel";
+    pub const LOGOUT: &str = "account/logout";
+    pub const RATE_LIMITS_READ: &str = "account/rateLimits/read";
+    pub const LOGIN_COMPLETED: &str = "account/login/completed";
+    pub const UPDATED: &str = "account/updated";
+    pub const RATE_LIMITS_UPDATED: &str = "account/rateLimits/updated";
+    pub const TOKENS_REFRESH: &str = "account/chatgptAuthTokens/refresh";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn outputs_match_codex_shapes() {
+        let read = GetAccountResponse {
+            account: Some(Account::Chatgpt {
+                email: "u@example.com".into(),
+                plan_type: PlanType::Pro,
+            }),
+            requires_openai_auth: true,
+        };
+        assert_eq!(
+            serde_json::to_value(read).unwrap(),
+            json!({"account":{"type":"chatgpt","email":"u@example.com","planType":"pro"},"requiresOpenaiAuth":true})
+        );
+        assert_eq!(
+            serde_json::to_value(GetAccountResponse {
+                account: Some(Account::ApiKey),
+                requires_openai_auth: true
+            })
+            .unwrap(),
+            json!({"account":{"type":"apiKey"},"requiresOpenaiAuth":true})
+        );
+        assert_eq!(
+            serde_json::to_value(GetAccountResponse {
+                account: None,
+                requires_openai_auth: false
+            })
+            .unwrap(),
+            json!({"account":null,"requiresOpenaiAuth":false})
+        );
+        assert_eq!(
+            serde_json::to_value(LoginAccountResponse::ChatgptAuthTokens).unwrap(),
+            json!({"type":"chatgptAuthTokens"})
+        );
+        assert_eq!(
+            serde_json::to_value(LogoutAccountResponse {}).unwrap(),
+            json!({})
+        );
+        assert_eq!(
+            serde_json::to_value(AccountUpdatedNotification {
+                auth_mode: Some(AuthMode::ApiKey),
+                plan_type: None
+            })
+            .unwrap(),
+            json!({"authMode":"apikey","planType":null})
+        );
+        assert_eq!(
+            serde_json::to_value(CancelLoginAccountResponse {
+                status: CancelLoginAccountStatus::NotFound
+            })
+            .unwrap(),
+            json!({"status":"notFound"})
+        );
+        assert_eq!(
+            serde_json::to_value(RateLimitSnapshot::default()).unwrap(),
+            json!({"primary":null,"secondary":null,"credits":null,"planType":null})
+        );
+    }
+
+    #[test]
+    fn login_params_accept_both_token_shapes() {
+        let seed: LoginAccountParams = serde_json::from_value(
+            json!({"type":"chatgptAuthTokens","idToken":"a.b.c","accessToken":"t"}),
+        )
+        .unwrap();
+        assert!(
+            matches!(seed, LoginAccountParams::ChatgptAuthTokens(ref p) if p.id_token.is_some())
+        );
+        let later: LoginAccountParams = serde_json::from_value(
+            json!({"type":"chatgptAuthTokens","accessToken":"t","chatgptAccountId":"org","extra":1}),
+        )
+        .unwrap();
+        assert!(
+            matches!(later, LoginAccountParams::ChatgptAuthTokens(ref p) if p.chatgpt_account_id.as_deref() == Some("org"))
+        );
+        let missing = serde_json::from_value::<LoginAccountParams>(
+            json!({"type":"chatgptAuthTokens","accessToken":"t"}),
+        )
+        .unwrap_err();
+        assert!(
+            missing.to_string().contains("chatgptAccountId"),
+            "{missing}"
+        );
+        assert!(
+            serde_json::from_value::<LoginAccountParams>(json!({"type":"apiKey","apiKey":12345}))
+                .is_err()
+        );
+        assert!(serde_json::from_value::<LoginAccountParams>(json!({"type":"bogus"})).is_err());
+        assert!(matches!(
+            serde_json::from_value::<LoginAccountParams>(json!({"type":"chatgpt","appBrand":"x"}))
+                .unwrap(),
+            LoginAccountParams::Chatgpt
+        ));
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug() {
+        let params: LoginAccountParams =
+            serde_json::from_value(json!({"type":"apiKey","apiKey":"sk-SENTINEL"})).unwrap();
+        assert!(!format!("{params:?}").contains("SENTINEL"));
+    }
+
+    #[test]
+    fn plans_map_case_insensitively() {
+        assert_eq!(PlanType::from_claim("PRO"), PlanType::Pro);
+        assert_eq!(PlanType::from_claim("weird"), PlanType::Unknown);
+        assert_eq!(PlanType::from_optional(None), PlanType::Unknown);
+    }
+}

@@ -1,0 +1,514 @@
+//! One client connection: classify each inbound frame and act on it (SPEC §2–4).
+//!
+//! The transport reads frames and hands each to [`Connection::handle_frame`]; replies, notifications
+//! and server requests leave through the connection's [`Outbound`] queue, which the transport's
+//! writer drains. Requests run as their own tasks so the reader is always free to take the next
+//! frame — in particular the client's reply to a server request that a handler is waiting for.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, join_all};
+use jsonrpsee::core::server::{ConnectionId, MethodCallback, Methods};
+use jsonrpsee::types::{Id, Params};
+use serde_json::Value;
+use tokio_util::task::TaskTracker;
+
+use crate::error::RpcError;
+use crate::hub::Hub;
+use crate::peer::{Caller, ClientInfo, ClientLink, ClientRequestError, Notification};
+use crate::rpc::envelope::{self, Entry, Frame, Reply};
+use crate::rpc::outbound::{OutFrame, Outbound, OutboundReceiver, Overflow};
+use crate::rpc::outgoing::PendingRequests;
+
+/// What every connection of one server shares.
+pub struct RpcServer {
+    methods: Methods,
+    hub: Arc<Hub>,
+    next_server_request_id: AtomicU64,
+    next_connection_id: AtomicU64,
+    max_in_flight: usize,
+    queue_capacity: usize,
+}
+
+impl RpcServer {
+    pub fn new(
+        methods: Methods,
+        hub: Arc<Hub>,
+        max_in_flight: usize,
+        queue_capacity: usize,
+    ) -> Self {
+        Self {
+            methods,
+            hub,
+            next_server_request_id: AtomicU64::new(0),
+            next_connection_id: AtomicU64::new(1),
+            max_in_flight,
+            queue_capacity,
+        }
+    }
+}
+
+/// The reader's handle on a connection.
+pub struct Connection {
+    shared: Arc<ConnShared>,
+    tasks: TaskTracker,
+}
+
+/// State shared by the reader, the request tasks and whoever holds a [`ClientLink`] to it.
+pub struct ConnShared {
+    id: u64,
+    server: Arc<RpcServer>,
+    outbound: Outbound,
+    pending: Arc<PendingRequests>,
+    handshake: OnceLock<Handshake>,
+    initialized_notified: AtomicBool,
+    in_flight: AtomicUsize,
+    open: AtomicBool,
+}
+
+struct Handshake {
+    client: Arc<ClientInfo>,
+    jsonrpc: bool,
+    opt_out: Vec<String>,
+}
+
+/// Per-request context handed to method handlers through jsonrpsee's `Extensions`.
+pub struct RequestScope {
+    conn: Arc<ConnShared>,
+    jsonrpc: bool,
+    caller: Option<Arc<Caller>>,
+}
+
+impl RequestScope {
+    /// The caller, or `None` before the connection's `initialize` succeeded.
+    pub fn caller(&self) -> Option<Arc<Caller>> {
+        self.caller.clone()
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        self.conn.handshake.get().is_some()
+    }
+
+    /// Records a successful `initialize`: fixes the envelope style and joins the notification hub.
+    /// Returns false if another `initialize` won.
+    pub fn complete_handshake(&self, client: ClientInfo, opt_out: Vec<String>) -> bool {
+        let handshake = Handshake {
+            client: Arc::new(client),
+            jsonrpc: self.jsonrpc,
+            opt_out,
+        };
+        if self.conn.handshake.set(handshake).is_err() {
+            return false;
+        }
+        let link: Arc<dyn ClientLink> = self.conn.clone();
+        self.conn.server.hub.join(&link);
+        true
+    }
+}
+
+/// A request copied out of its frame so it can run as a task.
+struct OwnedRequest {
+    id: Box<str>,
+    method: String,
+    params: Params<'static>,
+    jsonrpc: bool,
+}
+
+struct Completed {
+    text: String,
+    caller: Option<Arc<Caller>>,
+}
+
+impl Connection {
+    pub fn new(server: Arc<RpcServer>, overflow: Overflow) -> (Self, OutboundReceiver) {
+        let (outbound, receiver) = Outbound::new(server.queue_capacity, overflow);
+        let id = server.next_connection_id.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(ConnShared {
+            id,
+            server,
+            outbound,
+            pending: Arc::new(PendingRequests::default()),
+            handshake: OnceLock::new(),
+            initialized_notified: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            open: AtomicBool::new(true),
+        });
+        (
+            Self {
+                shared,
+                tasks: TaskTracker::new(),
+            },
+            receiver,
+        )
+    }
+
+    pub fn id(&self) -> u64 {
+        self.shared.id
+    }
+
+    pub fn outbound(&self) -> &Outbound {
+        &self.shared.outbound
+    }
+
+    /// Queues a reply that is not tied to a request (e.g. a stdio line that was too long).
+    pub fn reply_error(&self, error: &RpcError) {
+        let jsonrpc = self.shared.reply_jsonrpc(false);
+        self.shared
+            .outbound
+            .push_text(envelope::failure(None, jsonrpc, error));
+    }
+
+    /// Handles one frame. Returns once the frame is dispatched (after `initialize` has completed).
+    pub async fn handle_frame(&self, text: &str) {
+        match envelope::parse(text) {
+            Frame::ParseError => {
+                tracing::debug!(connection = self.id(), "frame is not JSON");
+                self.shared.outbound.push_text(envelope::failure(
+                    None,
+                    false,
+                    &RpcError::parse_error(),
+                ));
+            }
+            Frame::BadBatch(error) => {
+                let jsonrpc = self.shared.reply_jsonrpc(false);
+                self.shared
+                    .outbound
+                    .push_text(envelope::failure(None, jsonrpc, &error));
+            }
+            Frame::Single(entry) => {
+                if let Some(text) = self.handle_entry(entry, true).await {
+                    self.shared.outbound.push_text(text.await.text);
+                }
+            }
+            Frame::Batch(entries) => self.handle_batch(entries).await,
+        }
+    }
+
+    /// Handles one entry. A request that runs on its own (single, not batched) queues its own reply
+    /// and returns `None`; otherwise the returned future yields the reply for the caller to queue.
+    async fn handle_entry(
+        &self,
+        entry: Entry<'_>,
+        single: bool,
+    ) -> Option<BoxFuture<'static, Completed>> {
+        let shared = &self.shared;
+        match entry {
+            Entry::Request {
+                id,
+                method,
+                params,
+                jsonrpc,
+            } => {
+                if !shared.try_start_request() {
+                    let jsonrpc = shared.reply_jsonrpc(jsonrpc);
+                    let text = envelope::failure(Some(id), jsonrpc, &RpcError::overloaded());
+                    return Some(ready(text));
+                }
+                let request = OwnedRequest {
+                    id: id.into(),
+                    params: Params::new(params).into_owned(),
+                    method,
+                    jsonrpc,
+                };
+                if request.method == "initialize" {
+                    // The handshake completes before the next message is looked at (SPEC §3.5), and
+                    // notifications wait until its reply is queued.
+                    shared.outbound.hold();
+                    let completed = run_request(shared.clone(), request).await;
+                    if single {
+                        shared.outbound.push_text(completed.text);
+                        shared.outbound.release();
+                        return None;
+                    }
+                    let outbound_release = ReleaseOnDrop(shared.clone());
+                    return Some(
+                        async move {
+                            let _release = outbound_release;
+                            completed
+                        }
+                        .boxed(),
+                    );
+                }
+                let task = run_request(shared.clone(), request);
+                if single {
+                    let shared = shared.clone();
+                    self.tasks.spawn(async move {
+                        let completed = task.await;
+                        shared.outbound.push_text(completed.text);
+                        if let Some(caller) = completed.caller {
+                            caller.reply_sent();
+                        }
+                    });
+                    return None;
+                }
+                let handle = self.tasks.spawn(task);
+                Some(
+                    async move {
+                        handle.await.unwrap_or_else(|_| Completed {
+                            text: String::new(),
+                            caller: None,
+                        })
+                    }
+                    .boxed(),
+                )
+            }
+            Entry::Notification { method, .. } => {
+                if method == "initialized" {
+                    shared.initialized_notified.store(true, Ordering::Release);
+                    tracing::debug!(connection = self.id(), "client sent initialized");
+                } else {
+                    tracing::debug!(connection = self.id(), method, "ignoring notification");
+                }
+                None
+            }
+            Entry::Response { id, outcome } => {
+                shared.complete_server_request(id, outcome);
+                None
+            }
+            Entry::Invalid { id, jsonrpc, error } => {
+                let jsonrpc = shared.reply_jsonrpc(jsonrpc);
+                Some(ready(envelope::failure(id, jsonrpc, &error)))
+            }
+            Entry::Dropped => {
+                tracing::debug!(
+                    connection = self.id(),
+                    "dropping a response with a bad jsonrpc member"
+                );
+                None
+            }
+        }
+    }
+
+    /// Dispatches a batch in array order and queues one array reply once every request finished.
+    async fn handle_batch(&self, entries: Vec<Entry<'_>>) {
+        let mut replies = Vec::with_capacity(entries.len());
+        for entry in entries {
+            if let Some(reply) = self.handle_entry(entry, false).await {
+                replies.push(reply);
+            }
+        }
+        if replies.is_empty() {
+            return;
+        }
+        let shared = self.shared.clone();
+        self.tasks.spawn(async move {
+            let completed = join_all(replies).await;
+            let parts: Vec<&str> = completed
+                .iter()
+                .map(|c| c.text.as_str())
+                .filter(|text| !text.is_empty())
+                .collect();
+            shared.outbound.push_text(format!("[{}]", parts.join(",")));
+            for caller in completed.iter().filter_map(|c| c.caller.as_ref()) {
+                caller.reply_sent();
+            }
+        });
+    }
+
+    /// Waits (at most `grace`) for running requests to finish.
+    pub async fn drain(&self, grace: Duration) -> bool {
+        self.tasks.close();
+        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+    }
+
+    /// Marks the connection closed: pending server requests fail, notifications stop.
+    pub fn close(&self) {
+        self.shared.close();
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
+
+struct ReleaseOnDrop(Arc<ConnShared>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        self.0.outbound.release();
+    }
+}
+
+fn ready(text: String) -> BoxFuture<'static, Completed> {
+    futures::future::ready(Completed { text, caller: None }).boxed()
+}
+
+/// Runs one request through the method table and renders its reply.
+async fn run_request(shared: Arc<ConnShared>, request: OwnedRequest) -> Completed {
+    let caller = shared.handshake.get().map(|handshake| {
+        let link: Arc<dyn ClientLink> = shared.clone();
+        Arc::new(Caller::new(link, handshake.client.clone()))
+    });
+    let outcome = match shared.server.methods.method(&request.method) {
+        None => Err(RpcError::method_not_found(&request.method)),
+        Some(callback) => {
+            let scope = Arc::new(RequestScope {
+                conn: shared.clone(),
+                jsonrpc: request.jsonrpc,
+                caller: caller.clone(),
+            });
+            let mut extensions = jsonrpsee::core::server::Extensions::new();
+            extensions.insert(scope);
+            let call = invoke(callback.clone(), request.params, shared.id, extensions);
+            match AssertUnwindSafe(call).catch_unwind().await {
+                Ok(Some(json)) => Ok(json),
+                Ok(None) => Err(RpcError::method_not_found(&request.method)),
+                Err(_) => {
+                    tracing::error!(method = request.method, "request handler panicked");
+                    Err(RpcError::internal("internal error"))
+                }
+            }
+        }
+    };
+    let jsonrpc = shared.reply_jsonrpc(request.jsonrpc);
+    let text = match outcome {
+        Ok(json) => envelope::readdress(&request.id, jsonrpc, &json),
+        Err(error) => envelope::failure(Some(&request.id), jsonrpc, &error),
+    };
+    shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+    Completed { text, caller }
+}
+
+/// Calls a jsonrpsee callback with a placeholder id; returns the serialized reply.
+async fn invoke(
+    callback: MethodCallback,
+    params: Params<'static>,
+    connection: u64,
+    extensions: jsonrpsee::core::server::Extensions,
+) -> Option<String> {
+    let response = match callback {
+        MethodCallback::Async(method) => {
+            method(
+                Id::Null,
+                params,
+                ConnectionId(connection as usize),
+                usize::MAX,
+                extensions,
+            )
+            .await
+        }
+        MethodCallback::Sync(method) => method(Id::Null, params, usize::MAX, extensions),
+        MethodCallback::Subscription(_) | MethodCallback::Unsubscription(_) => return None,
+    };
+    Some(response.into_json().get().to_owned())
+}
+
+impl ConnShared {
+    fn try_start_request(&self) -> bool {
+        let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if previous >= self.server.max_in_flight {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Envelope style for a reply: fixed by a successful `initialize`, else mirrors the request.
+    fn reply_jsonrpc(&self, request_had_jsonrpc: bool) -> bool {
+        self.handshake
+            .get()
+            .map_or(request_had_jsonrpc, |handshake| handshake.jsonrpc)
+    }
+
+    fn complete_server_request(&self, raw_id: &str, outcome: Reply<'_>) {
+        let outcome = match outcome {
+            Reply::Result(raw) => Ok(serde_json::from_str::<Value>(raw).unwrap_or(Value::Null)),
+            Reply::Error { code, message } => Err(ClientRequestError::Rejected { code, message }),
+        };
+        let delivered = raw_id
+            .parse::<u64>()
+            .is_ok_and(|id| self.pending.complete(id, outcome));
+        if !delivered {
+            tracing::debug!(
+                connection = self.id,
+                id = raw_id,
+                "dropping a reply to an unknown or expired server request"
+            );
+        }
+    }
+
+    fn close(&self) {
+        if self.open.swap(false, Ordering::AcqRel) {
+            self.pending.close();
+            self.server.hub.leave(self.id);
+        }
+    }
+}
+
+impl ClientLink for ConnShared {
+    fn connection_id(&self) -> u64 {
+        self.id
+    }
+
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
+    fn request(
+        &self,
+        method: &'static str,
+        params: Value,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<Value, ClientRequestError>> {
+        let id = self
+            .server
+            .next_server_request_id
+            .fetch_add(1, Ordering::Relaxed);
+        let jsonrpc = self.reply_jsonrpc(false);
+        let text = envelope::server_request(id, jsonrpc, method, &params);
+        let registered = self.pending.register(id).map(|pending| {
+            // The waiter must exist before the request can be answered.
+            let queued = self.outbound.push_text(text);
+            (pending, queued)
+        });
+        let outcome: Result<_, ClientRequestError> = match registered {
+            Err(error) => Err(error),
+            Ok((_, false)) => Err(ClientRequestError::Disconnected),
+            Ok((pending, true)) => {
+                tracing::debug!(connection = self.id, id, method, "sent server request");
+                return pending.wait(timeout).boxed();
+            }
+        };
+        futures::future::ready(outcome).boxed()
+    }
+
+    fn notify(&self, notification: &Notification) {
+        let Some(handshake) = self.handshake.get() else {
+            return;
+        };
+        if handshake
+            .opt_out
+            .iter()
+            .any(|method| method == notification.method)
+        {
+            return;
+        }
+        let text = if handshake.jsonrpc {
+            &notification.with_jsonrpc
+        } else {
+            &notification.plain
+        };
+        self.outbound.push_notification(text.clone());
+    }
+
+    fn hold_notifications(&self) {
+        self.outbound.hold();
+    }
+
+    fn release_notifications(&self) {
+        self.outbound.release();
+    }
+}
+
+impl Connection {
+    /// Sends a close frame (WebSocket) after everything already queued.
+    pub fn push_close(&self, code: u16, reason: &'static str) {
+        self.shared.outbound.push(OutFrame::Close(code, reason));
+    }
+}

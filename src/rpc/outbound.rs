@@ -1,0 +1,224 @@
+//! A connection's outbound queue: every reply, notification and server request goes through it.
+//!
+//! Pushing never waits, so no handler (and no broadcast) can be stalled by one slow peer. The queue
+//! is bounded by a message count: over it, a WebSocket peer is disconnected (SPEC §2.1), while on
+//! stdio the reader stops taking input until the writer catches up (SPEC §2.2). Notifications can be
+//! held back while a request's reply is pending, so the reply always goes first (SPEC §3.5).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// What the transport's writer sends.
+#[derive(Debug, PartialEq, Eq)]
+pub enum OutFrame {
+    Text(String),
+    /// A liveness probe (WebSocket only).
+    Ping,
+    /// Close the connection with this code and reason, then stop writing.
+    Close(u16, &'static str),
+}
+
+/// What happens when the queue is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overflow {
+    /// Disconnect the peer (WebSocket: a reader that cannot keep up must not hold memory).
+    Disconnect,
+    /// Keep queueing; the reader waits for room before taking more input (stdio).
+    Backpressure,
+}
+
+pub struct Outbound {
+    tx: mpsc::UnboundedSender<OutFrame>,
+    level: Arc<Level>,
+    capacity: usize,
+    overflow: Overflow,
+    held: Mutex<Held>,
+    /// Cancelled when the queue overflowed: the transport must drop the peer.
+    overflowed: CancellationToken,
+}
+
+#[derive(Default)]
+struct Held {
+    holds: usize,
+    waiting: Vec<String>,
+}
+
+/// How many frames are queued, shared by both ends.
+#[derive(Default)]
+struct Level {
+    depth: AtomicUsize,
+    room: Notify,
+}
+
+/// The writer's end of the queue.
+pub struct OutboundReceiver {
+    rx: mpsc::UnboundedReceiver<OutFrame>,
+    level: Arc<Level>,
+}
+
+impl Outbound {
+    pub fn new(capacity: usize, overflow: Overflow) -> (Self, OutboundReceiver) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let level = Arc::new(Level::default());
+        let outbound = Self {
+            tx,
+            level: level.clone(),
+            capacity: capacity.max(1),
+            overflow,
+            held: Mutex::new(Held::default()),
+            overflowed: CancellationToken::new(),
+        };
+        (outbound, OutboundReceiver { rx, level })
+    }
+
+    /// Queues a frame. Returns false if it was not queued (connection gone or overflowed).
+    pub fn push(&self, frame: OutFrame) -> bool {
+        if self.overflowed.is_cancelled() {
+            return false;
+        }
+        let depth = self.level.depth.fetch_add(1, Ordering::AcqRel);
+        if depth >= self.capacity && self.overflow == Overflow::Disconnect {
+            self.level.depth.fetch_sub(1, Ordering::AcqRel);
+            if !self.overflowed.is_cancelled() {
+                tracing::warn!(
+                    capacity = self.capacity,
+                    "outbound queue full: disconnecting a peer that does not read"
+                );
+                self.overflowed.cancel();
+            }
+            return false;
+        }
+        if self.tx.send(frame).is_err() {
+            self.level.depth.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    pub fn push_text(&self, text: String) -> bool {
+        self.push(OutFrame::Text(text))
+    }
+
+    /// Queues a notification, or keeps it back while a hold is active.
+    pub fn push_notification(&self, text: String) {
+        let mut held = self.held.lock().expect("held lock");
+        if held.holds > 0 {
+            held.waiting.push(text);
+        } else {
+            self.push_text(text);
+        }
+    }
+
+    pub fn hold(&self) {
+        self.held.lock().expect("held lock").holds += 1;
+    }
+
+    pub fn release(&self) {
+        let mut held = self.held.lock().expect("held lock");
+        held.holds = held.holds.saturating_sub(1);
+        if held.holds == 0 {
+            for text in std::mem::take(&mut held.waiting) {
+                self.push_text(text);
+            }
+        }
+    }
+
+    /// Resolves once the queue overflowed (WebSocket policy).
+    pub fn overflowed(&self) -> &CancellationToken {
+        &self.overflowed
+    }
+
+    /// Waits until the queue is below its capacity (stdio policy).
+    pub async fn wait_for_room(&self) {
+        loop {
+            let notified = self.level.room.notified();
+            if self.level.depth.load(Ordering::Acquire) < self.capacity {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub fn depth(&self) -> usize {
+        self.level.depth.load(Ordering::Acquire)
+    }
+}
+
+impl OutboundReceiver {
+    pub async fn recv(&mut self) -> Option<OutFrame> {
+        let frame = self.rx.recv().await;
+        self.dequeued(frame.is_some());
+        frame
+    }
+
+    pub fn try_recv(&mut self) -> Option<OutFrame> {
+        let frame = self.rx.try_recv().ok();
+        self.dequeued(frame.is_some());
+        frame
+    }
+
+    fn dequeued(&self, took: bool) {
+        if took {
+            self.level.depth.fetch_sub(1, Ordering::AcqRel);
+            self.level.room.notify_waiters();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(frame: Option<OutFrame>) -> String {
+        match frame {
+            Some(OutFrame::Text(text)) => text,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn held_notifications_follow_the_reply() {
+        let (out, mut rx) = Outbound::new(16, Overflow::Disconnect);
+        out.hold();
+        out.push_notification("n1".into());
+        out.push_text("reply".into());
+        out.push_notification("n2".into());
+        out.release();
+        out.push_notification("n3".into());
+        assert_eq!(text(rx.try_recv()), "reply");
+        assert_eq!(text(rx.try_recv()), "n1");
+        assert_eq!(text(rx.try_recv()), "n2");
+        assert_eq!(text(rx.try_recv()), "n3");
+    }
+
+    #[tokio::test]
+    async fn overflow_disconnects() {
+        let (out, _rx) = Outbound::new(2, Overflow::Disconnect);
+        assert!(out.push_text("a".into()));
+        assert!(out.push_text("b".into()));
+        assert!(!out.overflowed().is_cancelled());
+        assert!(!out.push_text("c".into()));
+        assert!(out.overflowed().is_cancelled());
+        assert!(!out.push_text("d".into()));
+    }
+
+    #[tokio::test]
+    async fn backpressure_waits_for_the_writer() {
+        let (out, mut rx) = Outbound::new(1, Overflow::Backpressure);
+        let out = std::sync::Arc::new(out);
+        assert!(out.push_text("a".into()));
+        assert!(out.push_text("b".into()), "backpressure never drops");
+        let waiter = tokio::spawn({
+            let out = out.clone();
+            async move { out.wait_for_room().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        rx.try_recv();
+        rx.try_recv();
+        waiter.await.unwrap();
+    }
+}

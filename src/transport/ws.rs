@@ -1,0 +1,339 @@
+//! The WebSocket listener: axum owns the socket, the routes and the upgrade (SPEC §2.1).
+//!
+//! Every request passes the Host and Origin checks; the upgrade also needs a credential and a free
+//! connection slot. Each socket then gets a reader loop (this module: frames, liveness, limits) in
+//! front of an [`rpc::Connection`](crate::rpc::Connection), and a writer task that drains the
+//! connection's queue, batching writes between flushes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ServerConfig;
+use crate::rpc::{Connection, OutFrame, OutboundReceiver, Overflow, RpcServer};
+use crate::transport::console;
+use crate::transport::guard::HostOriginPolicy;
+use crate::transport::ws_auth::{self, WsAuthenticator};
+
+/// Writes between two flushes at most.
+const WRITE_BATCH: usize = 64;
+
+/// State shared by the routes of one listener.
+pub struct WsShared {
+    pub rpc: Arc<RpcServer>,
+    pub policy: HostOriginPolicy,
+    pub auth: WsAuthenticator,
+    pub limits: ServerConfig,
+    pub shutdown: CancellationToken,
+    connections: Arc<Semaphore>,
+    sockets: TaskTracker,
+}
+
+impl WsShared {
+    pub fn new(
+        rpc: Arc<RpcServer>,
+        policy: HostOriginPolicy,
+        auth: WsAuthenticator,
+        limits: ServerConfig,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            connections: Arc::new(Semaphore::new(limits.max_connections)),
+            rpc,
+            policy,
+            auth,
+            limits,
+            shutdown,
+            sockets: TaskTracker::new(),
+        }
+    }
+
+    /// Waits for every socket to finish (after shutdown was signalled).
+    pub async fn wait_for_sockets(&self) {
+        self.sockets.close();
+        self.sockets.wait().await;
+    }
+}
+
+/// Serves HTTP on `listener` until `shared.shutdown` is cancelled and every socket has closed.
+pub async fn serve(listener: TcpListener, shared: Arc<WsShared>) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let shutdown = shared.shutdown.clone();
+    axum::serve(listener, router(shared.clone()))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    shared.wait_for_sockets().await;
+    Ok(())
+}
+
+pub fn router(shared: Arc<WsShared>) -> Router {
+    Router::new()
+        .route("/", get(upgrade))
+        .route("/readyz", get(readyz))
+        .route("/healthz", get(healthz))
+        .route("/console", get(console::page))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(shared.clone(), admit))
+        .with_state(shared)
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// Host, then Origin, for every route.
+async fn admit(State(shared): State<Arc<WsShared>>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let host = headers.get(header::HOST).map(HeaderValue::as_bytes);
+    let origin = headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
+    if let Err(refusal) = shared.policy.admit(host, origin) {
+        tracing::info!(
+            path = request.uri().path(),
+            reason = refusal.body(),
+            "refused request"
+        );
+        let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::FORBIDDEN);
+        return plain(status, refusal.body());
+    }
+    next.run(request).await
+}
+
+async fn readyz(State(shared): State<Arc<WsShared>>) -> Response {
+    if shared.shutdown.is_cancelled() {
+        plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else {
+        plain(StatusCode::OK, "ok")
+    }
+}
+
+async fn healthz() -> Response {
+    plain(StatusCode::OK, "ok")
+}
+
+async fn not_found() -> Response {
+    plain(StatusCode::NOT_FOUND, "not found")
+}
+
+/// `GET /`: token, then connection slot, then the upgrade with the configured limits.
+async fn upgrade(
+    State(shared): State<Arc<WsShared>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let Ok(upgrade) = upgrade else {
+        return plain(StatusCode::UPGRADE_REQUIRED, "websocket upgrade required");
+    };
+    if shared.shutdown.is_cancelled() {
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down");
+    }
+    let offered: Vec<String> = upgrade
+        .requested_protocols()
+        .filter_map(|value| value.to_str().ok().map(str::to_owned))
+        .collect();
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    if let Err(refusal) = shared
+        .auth
+        .authenticate(authorization, offered.iter().map(String::as_str))
+    {
+        tracing::info!(reason = refusal.0, "refused websocket upgrade");
+        let mut response = plain(StatusCode::UNAUTHORIZED, refusal.0);
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return response;
+    }
+    let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+        tracing::warn!(
+            max = shared.limits.max_connections,
+            "refused websocket upgrade: too many connections"
+        );
+        return plain(StatusCode::SERVICE_UNAVAILABLE, "too many connections");
+    };
+
+    let max_message = shared.limits.max_message_bytes;
+    let mut upgrade = upgrade
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .read_buffer_size(4096);
+    // The credential entry is never echoed: select `authbridge` if offered, else nothing.
+    upgrade = if offered.iter().any(|p| p == ws_auth::SUBPROTOCOL) {
+        upgrade.protocols([ws_auth::SUBPROTOCOL])
+    } else {
+        upgrade.protocols(std::iter::empty::<&'static str>())
+    };
+    let sockets = shared.sockets.clone();
+    upgrade
+        .on_failed_upgrade(|err| tracing::debug!(error = %err, "websocket upgrade failed"))
+        .on_upgrade(move |socket| {
+            sockets.track_future(async move {
+                run_socket(socket, shared).await;
+                drop(permit);
+            })
+        })
+}
+
+/// Why a socket's reader stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    PeerClosed,
+    Shutdown,
+    TooBig,
+    Idle,
+    Overflowed,
+    Error,
+}
+
+async fn run_socket(socket: WebSocket, shared: Arc<WsShared>) {
+    let (sink, stream) = socket.split();
+    let (connection, receiver) = Connection::new(shared.rpc.clone(), Overflow::Disconnect);
+    let id = connection.id();
+    tracing::debug!(connection = id, "websocket connected");
+    let writer = tokio::spawn(write_loop(sink, receiver));
+
+    let ending = read_loop(stream, &connection, &shared).await;
+    tracing::debug!(connection = id, ?ending, "websocket reader stopped");
+    match ending {
+        Ending::Shutdown => {
+            connection.drain(shared.limits.shutdown_grace).await;
+            connection.close();
+            connection.push_close(1001, "server shutting down");
+        }
+        Ending::TooBig => {
+            connection.close();
+            connection.push_close(1009, "message too big");
+        }
+        Ending::Idle => {
+            connection.close();
+            connection.push_close(1001, "connection idle");
+        }
+        Ending::PeerClosed | Ending::Error => {
+            connection.close();
+            connection.push_close(1000, "");
+        }
+        Ending::Overflowed => {
+            connection.close();
+            writer.abort();
+        }
+    }
+    // Let the writer flush what is queued (the close frame last), but never wait on a dead peer.
+    let writer_abort = writer.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), writer)
+        .await
+        .is_err()
+    {
+        writer_abort.abort();
+    }
+    tracing::debug!(connection = id, "websocket closed");
+}
+
+async fn read_loop(
+    mut stream: SplitStream<WebSocket>,
+    connection: &Connection,
+    shared: &WsShared,
+) -> Ending {
+    let idle_timeout = shared.limits.idle_timeout;
+    let mut ping = tokio::time::interval_at(
+        Instant::now() + shared.limits.ping_interval,
+        shared.limits.ping_interval,
+    );
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shared.shutdown.cancelled() => return Ending::Shutdown,
+            _ = connection.outbound().overflowed().cancelled() => return Ending::Overflowed,
+            _ = &mut idle => return Ending::Idle,
+            _ = ping.tick() => {
+                connection.outbound().push(OutFrame::Ping);
+            }
+            message = stream.next() => {
+                idle.as_mut().reset(Instant::now() + idle_timeout);
+                match message {
+                    Some(Ok(Message::Text(text))) => connection.handle_frame(text.as_str()).await,
+                    Some(Ok(Message::Binary(data))) => {
+                        tracing::debug!(connection = connection.id(), bytes = data.len(), "ignoring binary frame");
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => return Ending::PeerClosed,
+                    Some(Err(err)) => {
+                        return if is_too_big(err) { Ending::TooBig } else { Ending::Error };
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_too_big(err: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let inner = err.into_inner();
+    match inner.downcast_ref::<WsError>() {
+        Some(WsError::Capacity(_)) => true,
+        Some(other) => {
+            tracing::debug!(error = %other, "websocket read failed");
+            false
+        }
+        None => {
+            tracing::debug!(error = %inner, "websocket read failed");
+            false
+        }
+    }
+}
+
+async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut receiver: OutboundReceiver) {
+    while let Some(first) = receiver.recv().await {
+        let mut next = Some(first);
+        let mut written = 0;
+        while let Some(frame) = next.take() {
+            let message = match frame {
+                OutFrame::Text(text) => Message::Text(text.into()),
+                OutFrame::Ping => Message::Ping(Default::default()),
+                OutFrame::Close(code, reason) => {
+                    let _ = sink
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
+                    let _ = sink.close().await;
+                    return;
+                }
+            };
+            if sink.feed(message).await.is_err() {
+                return;
+            }
+            written += 1;
+            if written < WRITE_BATCH {
+                next = receiver.try_recv();
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+}
