@@ -1,2 +1,3 @@
 mod account;
 mod core;
+mod refresh;

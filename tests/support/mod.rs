@@ -151,7 +151,15 @@ pub struct Client {
     events: mpsc::UnboundedReceiver<Event>,
     buffer: VecDeque<Event>,
     next_id: i64,
+    reader: tokio::task::JoinHandle<()>,
     pub received: Vec<Value>,
+}
+
+impl Drop for Client {
+    /// Dropping a client closes its socket (both halves go away).
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
 }
 
 impl Client {
@@ -172,12 +180,13 @@ impl Client {
     pub fn from_socket(socket: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Self {
         let (sink, stream) = socket.split();
         let (tx, events) = mpsc::unbounded_channel();
-        tokio::spawn(read_events(stream, tx));
+        let reader = tokio::spawn(read_events(stream, tx));
         Self {
             sink,
             events,
             buffer: VecDeque::new(),
             next_id: 100,
+            reader,
             received: Vec::new(),
         }
     }
