@@ -19,7 +19,7 @@ use time::OffsetDateTime;
 
 use crate::account::store::{AuthStore, Loaded, ManagedTokens, StoredAuth};
 use crate::account::tokens::ExternalTokens;
-use crate::backend::{AuthFailure, Credential, CredentialProvider, Refreshed};
+use crate::backend::{AuthFailure, Credential, CredentialProvider, Refreshed, RefresherKind};
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::login::oauth::{GrantError, OAuthClient};
@@ -410,6 +410,7 @@ impl Credentials {
                 bearer: tokens.access_token.clone(),
                 account_id: tokens.workspace.clone(),
                 generation,
+                refresher: RefresherKind::HostOwned,
             }),
             Snapshot::Managed { tokens, latched } => {
                 if latched && let Some(message) = self.latched_message(&tokens) {
@@ -444,16 +445,12 @@ impl Credentials {
     }
 
     async fn recover(&self, stale: Credential) -> Result<Refreshed, AuthFailure> {
-        if self.external_active() {
-            return self.refresh_external(&stale).await;
-        }
-        match self.snapshot() {
-            Snapshot::Managed { .. } => self
+        match stale.refresher {
+            RefresherKind::HostOwned => self.refresh_external(&stale).await,
+            RefresherKind::TokenGrant => self
                 .refresh_managed(&stale.bearer, stale.account_id.clone())
                 .await
                 .map_err(|err| AuthFailure::new(err.message())),
-            // API keys cannot be refreshed: the 401 is surfaced.
-            _ => Ok(Refreshed::Superseded),
         }
     }
 }
@@ -463,6 +460,7 @@ fn managed_credential(tokens: &ManagedTokens, generation: u64) -> Credential {
         bearer: tokens.access_token.clone(),
         account_id: tokens.workspace().map(str::to_owned),
         generation,
+        refresher: RefresherKind::TokenGrant,
     }
 }
 

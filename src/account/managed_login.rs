@@ -392,9 +392,24 @@ struct BrowserLogin {
 
 fn describe_duration(duration: Duration) -> String {
     let seconds = duration.as_secs();
-    if seconds.is_multiple_of(60) {
-        format!("{} minutes", seconds / 60)
+    let (count, unit) = if seconds.is_multiple_of(60) {
+        (seconds / 60, "minute")
     } else {
-        format!("{seconds} seconds")
+        (seconds, "second")
+    };
+    let plural = if count == 1 { "" } else { "s" };
+    format!("{count} {unit}{plural}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(describe_duration(Duration::from_secs(900)), "15 minutes");
+        assert_eq!(describe_duration(Duration::from_secs(60)), "1 minute");
+        assert_eq!(describe_duration(Duration::from_secs(1)), "1 second");
+        assert_eq!(describe_duration(Duration::from_secs(90)), "90 seconds");
     }
 }

@@ -28,6 +28,17 @@ pub struct Credential {
     pub bearer: SecretString,
     pub account_id: Option<String>,
     pub generation: u64,
+    /// Who can renew it after a 401.
+    pub refresher: RefresherKind,
+}
+
+/// The mode-specific way a credential is renewed (SPEC §9.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefresherKind {
+    /// Ask the client that supplied the tokens (`account/chatgptAuthTokens/refresh`).
+    HostOwned,
+    /// Re-read auth.json under its lock, else run the refresh_token grant.
+    TokenGrant,
 }
 
 impl fmt::Debug for Credential {
@@ -36,6 +47,7 @@ impl fmt::Debug for Credential {
             .field("bearer", &"[REDACTED]")
             .field("account_id", &self.account_id)
             .field("generation", &self.generation)
+            .field("refresher", &self.refresher)
             .finish()
     }
 }
@@ -240,6 +252,7 @@ mod tests {
                 bearer: format!("t{generation}").into(),
                 account_id: Some("acct".into()),
                 generation,
+                refresher: RefresherKind::HostOwned,
             }))
             .boxed()
         }

@@ -4,7 +4,9 @@ pub mod auth_retry;
 pub mod client;
 pub mod rate_limits;
 
-pub use auth_retry::{AuthFailure, AuthRetryLayer, Credential, CredentialProvider, Refreshed};
+pub use auth_retry::{
+    AuthFailure, AuthRetryLayer, Credential, CredentialProvider, Refreshed, RefresherKind,
+};
 pub use client::BackendClient;
 
 /// Why a backend call failed before producing a response.

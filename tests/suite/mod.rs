@@ -1,3 +1,4 @@
 mod account;
 mod core;
+mod managed_login;
 mod refresh;

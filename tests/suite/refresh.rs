@@ -7,7 +7,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::support::{Client, TestServer, idt, jwt, managed_auth, now_rfc3339, usage_body, usage_snapshot, write_auth};
+use crate::support::{
+    Client, TestServer, idt, jwt, managed_auth, now_rfc3339, usage_body, usage_snapshot, write_auth,
+};
 
 const REFRESH: &str = "account/chatgptAuthTokens/refresh";
 
@@ -50,7 +52,11 @@ async fn login_external(client: &mut Client, email: &str, workspace: &str, acces
             json!({"type": "chatgptAuthTokens", "idToken": idt(email, "pro", workspace), "accessToken": access}),
         )
         .await;
-    assert_eq!(reply["result"], json!({"type": "chatgptAuthTokens"}), "{reply}");
+    assert_eq!(
+        reply["result"],
+        json!({"type": "chatgptAuthTokens"}),
+        "{reply}"
+    );
     client.notification("account/login/completed").await;
     client.notification("account/updated").await;
 }
@@ -75,7 +81,13 @@ async fn a_401_is_recovered_through_the_owning_client() {
     let backend = backend_accepting(&["access-refreshed"]).await;
     let server = server_for(&backend, &[]).await;
     let mut client = server.client().await;
-    login_external(&mut client, "initial@example.com", "org-initial", "access-initial").await;
+    login_external(
+        &mut client,
+        "initial@example.com",
+        "org-initial",
+        "access-initial",
+    )
+    .await;
     client
         .send(json!({"id": 9, "method": "account/rateLimits/read"}))
         .await;
@@ -94,22 +106,51 @@ async fn a_401_is_recovered_through_the_owning_client() {
 
     let seen = requests(&backend).await;
     assert_eq!(seen.len(), 2, "exactly one retry");
-    assert_eq!(header_of(&seen[0], "authorization").as_deref(), Some("Bearer access-initial"));
-    assert_eq!(header_of(&seen[0], "chatgpt-account-id").as_deref(), Some("org-initial"));
-    assert_eq!(header_of(&seen[1], "authorization").as_deref(), Some("Bearer access-refreshed"));
-    assert_eq!(header_of(&seen[1], "chatgpt-account-id").as_deref(), Some("org-refreshed"));
+    assert_eq!(
+        header_of(&seen[0], "authorization").as_deref(),
+        Some("Bearer access-initial")
+    );
+    assert_eq!(
+        header_of(&seen[0], "chatgpt-account-id").as_deref(),
+        Some("org-initial")
+    );
+    assert_eq!(
+        header_of(&seen[1], "authorization").as_deref(),
+        Some("Bearer access-refreshed")
+    );
+    assert_eq!(
+        header_of(&seen[1], "chatgpt-account-id").as_deref(),
+        Some("org-refreshed")
+    );
     for request in &seen {
-        assert_eq!(header_of(request, "originator").as_deref(), Some("codex-app-server-tests"));
+        assert_eq!(
+            header_of(request, "originator").as_deref(),
+            Some("codex-app-server-tests")
+        );
         let user_agent = header_of(request, "user-agent").unwrap();
-        assert!(user_agent.starts_with("codex-app-server-tests/"), "{user_agent}");
-        assert!(user_agent.ends_with("(codex-app-server-tests; 0.1.0)"), "{user_agent}");
-        assert!(!request.url.as_str().contains("access-"), "tokens never go in URLs");
+        assert!(
+            user_agent.starts_with("codex-app-server-tests/"),
+            "{user_agent}"
+        );
+        assert!(
+            user_agent.ends_with("(codex-app-server-tests; 0.1.0)"),
+            "{user_agent}"
+        );
+        assert!(
+            !request.url.as_str().contains("access-"),
+            "tokens never go in URLs"
+        );
     }
     // The new identity is in effect, with no account/updated for a refresh.
     let account = client.call("account/read", json!({})).await;
-    assert_eq!(account["result"]["account"]["email"], json!("refreshed@example.com"));
+    assert_eq!(
+        account["result"]["account"]["email"],
+        json!("refreshed@example.com")
+    );
     client
-        .assert_none(Duration::from_millis(200), "account/updated", |v| v["method"] == json!("account/updated"))
+        .assert_none(Duration::from_millis(200), "account/updated", |v| {
+            v["method"] == json!("account/updated")
+        })
         .await;
 }
 
@@ -118,7 +159,9 @@ async fn a_401_is_recovered_with_the_later_token_shape() {
     let backend = backend_accepting(&["ACCESS-REFRESHED-JWT"]).await;
     let server = server_for(&backend, &[]).await;
     let mut client = server.client().await;
-    let initial = jwt(json!({"email": "initial@example.com", "https://api.openai.com/auth": {"chatgpt_plan_type": "pro"}}));
+    let initial = jwt(
+        json!({"email": "initial@example.com", "https://api.openai.com/auth": {"chatgpt_plan_type": "pro"}}),
+    );
     let reply = client
         .call(
             "account/login/start",
@@ -142,9 +185,15 @@ async fn a_401_is_recovered_with_the_later_token_shape() {
     client
         .send(json!({"id": request["id"], "result": {"accessToken": refreshed, "chatgptAccountId": "org-refreshed", "chatgptPlanType": "plus"}}))
         .await;
-    assert_eq!(client.result(id).await, json!({"rateLimits": usage_snapshot()}));
+    assert_eq!(
+        client.result(id).await,
+        json!({"rateLimits": usage_snapshot()})
+    );
     let seen = requests(&backend).await;
-    assert_eq!(header_of(&seen[0], "chatgpt-account-id").as_deref(), Some("org-refreshed"));
+    assert_eq!(
+        header_of(&seen[0], "chatgpt-account-id").as_deref(),
+        Some("org-refreshed")
+    );
     let account = client.call("account/read", json!({})).await;
     assert_eq!(
         account["result"]["account"],
@@ -157,7 +206,13 @@ async fn a_client_error_reply_fails_fast_without_a_second_refresh() {
     let backend = backend_accepting(&[]).await;
     let server = server_for(&backend, &[]).await;
     let mut client = server.client().await;
-    login_external(&mut client, "initial@example.com", "org-initial", "access-initial").await;
+    login_external(
+        &mut client,
+        "initial@example.com",
+        "org-initial",
+        "access-initial",
+    )
+    .await;
     let id = client.request("account/rateLimits/read", Value::Null).await;
     let request = client.server_request(REFRESH).await;
     client
@@ -169,7 +224,11 @@ async fn a_client_error_reply_fails_fast_without_a_second_refresh() {
     );
     assert_eq!(requests(&backend).await.len(), 1);
     client
-        .assert_none(Duration::from_millis(300), "a second refresh request", |v| v["method"] == json!(REFRESH))
+        .assert_none(
+            Duration::from_millis(300),
+            "a second refresh request",
+            |v| v["method"] == json!(REFRESH),
+        )
         .await;
 }
 
@@ -178,7 +237,13 @@ async fn a_refresh_reply_for_the_wrong_workspace_is_rejected() {
     let backend = backend_accepting(&["access-refreshed"]).await;
     let server = server_for(&backend, &["forced_chatgpt_workspace_id=\"org-expected\""]).await;
     let mut client = server.client().await;
-    login_external(&mut client, "e@example.com", "org-expected", "access-initial").await;
+    login_external(
+        &mut client,
+        "e@example.com",
+        "org-expected",
+        "access-initial",
+    )
+    .await;
     let id = client.request("account/rateLimits/read", Value::Null).await;
     let request = client.server_request(REFRESH).await;
     client
@@ -186,7 +251,9 @@ async fn a_refresh_reply_for_the_wrong_workspace_is_rejected() {
         .await;
     assert_eq!(
         client.response(id).await["error"],
-        rl("external auth refresh returned workspace Some(\"org-other\"), expected \"org-expected\"")
+        rl(
+            "external auth refresh returned workspace Some(\"org-other\"), expected \"org-expected\""
+        )
     );
     // Later shape, same rule.
     let id = client.request("account/rateLimits/read", Value::Null).await;
@@ -196,9 +263,15 @@ async fn a_refresh_reply_for_the_wrong_workspace_is_rejected() {
         .await;
     assert_eq!(
         client.response(id).await["error"],
-        rl("external auth refresh returned workspace Some(\"org-other\"), expected \"org-expected\"")
+        rl(
+            "external auth refresh returned workspace Some(\"org-other\"), expected \"org-expected\""
+        )
     );
-    assert_eq!(requests(&backend).await.len(), 2, "no retry after a rejected refresh");
+    assert_eq!(
+        requests(&backend).await.len(),
+        2,
+        "no retry after a rejected refresh"
+    );
 }
 
 #[tokio::test]
@@ -208,19 +281,33 @@ async fn invalid_refresh_replies_are_rejected() {
     let mut client = server.client().await;
     login_external(&mut client, "e@example.com", "org", "access-initial").await;
     let cases = [
-        (json!({"accessToken": "access-refreshed", "idToken": "not-a-jwt"}), "invalid ID token format".to_owned()),
-        (json!({"accessToken": "not-a-jwt", "chatgptAccountId": "org"}), "invalid ID token format".to_owned()),
+        (
+            json!({"accessToken": "access-refreshed", "idToken": "not-a-jwt"}),
+            "invalid ID token format".to_owned(),
+        ),
+        (
+            json!({"accessToken": "not-a-jwt", "chatgptAccountId": "org"}),
+            "invalid ID token format".to_owned(),
+        ),
     ];
     for (reply, text) in cases {
         let id = client.request("account/rateLimits/read", Value::Null).await;
         let request = client.server_request(REFRESH).await;
-        client.send(json!({"id": request["id"], "result": reply})).await;
+        client
+            .send(json!({"id": request["id"], "result": reply}))
+            .await;
         assert_eq!(client.response(id).await["error"], rl(&text));
     }
-    for reply in [json!("just a string"), json!({"idToken": idt("e@x.com", "pro", "o")}), json!({"accessToken": "a"})] {
+    for reply in [
+        json!("just a string"),
+        json!({"idToken": idt("e@x.com", "pro", "o")}),
+        json!({"accessToken": "a"}),
+    ] {
         let id = client.request("account/rateLimits/read", Value::Null).await;
         let request = client.server_request(REFRESH).await;
-        client.send(json!({"id": request["id"], "result": reply})).await;
+        client
+            .send(json!({"id": request["id"], "result": reply}))
+            .await;
         let error = client.response(id).await["error"].clone();
         assert!(
             error["message"]
@@ -242,14 +329,24 @@ async fn a_silent_owner_times_out_and_a_late_reply_is_ignored() {
     let id = client.request("account/rateLimits/read", Value::Null).await;
     let request = client.server_request(REFRESH).await;
     let reply = client.response(id).await;
-    assert_eq!(reply["error"], rl("auth refresh request timed out after 2s"));
+    assert_eq!(
+        reply["error"],
+        rl("auth refresh request timed out after 2s")
+    );
     let elapsed = started.elapsed();
-    assert!(elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(5), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(5),
+        "{elapsed:?}"
+    );
     client
         .send(json!({"id": request["id"], "result": {"idToken": idt("e@example.com", "pro", "org"), "accessToken": "access-refreshed"}}))
         .await;
     client
-        .assert_none(Duration::from_millis(300), "anything after a late reply", |_| true)
+        .assert_none(
+            Duration::from_millis(300),
+            "anything after a late reply",
+            |_| true,
+        )
         .await;
     // The late reply changed nothing: the next read asks again.
     let id = client.request("account/rateLimits/read", Value::Null).await;
@@ -284,19 +381,33 @@ async fn concurrent_401s_cause_exactly_one_refresh() {
         .await;
     for (reader, ids) in &mut readers {
         for id in ids.iter() {
-            assert_eq!(reader.result(*id).await, json!({"rateLimits": usage_snapshot()}));
+            assert_eq!(
+                reader.result(*id).await,
+                json!({"rateLimits": usage_snapshot()})
+            );
         }
     }
     owner
-        .assert_none(Duration::from_millis(300), "a second refresh request", |v| v["method"] == json!(REFRESH))
+        .assert_none(
+            Duration::from_millis(300),
+            "a second refresh request",
+            |v| v["method"] == json!(REFRESH),
+        )
         .await;
     let seen = requests(&backend).await;
     let stale = seen
         .iter()
         .filter(|r| header_of(r, "authorization").as_deref() == Some("Bearer access-initial"))
         .count();
-    assert_eq!(seen.len() - stale, 200, "each read retried once with the new token");
-    assert_eq!(stale, 200, "each read was first signed with the stale token");
+    assert_eq!(
+        seen.len() - stale,
+        200,
+        "each read retried once with the new token"
+    );
+    assert_eq!(
+        stale, 200,
+        "each read was first signed with the stale token"
+    );
 }
 
 #[tokio::test]
@@ -313,11 +424,17 @@ async fn a_second_401_is_surfaced_without_a_loop() {
     let url = format!("{}/api/codex/usage", backend.uri());
     assert_eq!(
         client.response(id).await["error"],
-        rl(&format!("GET {url} failed: 401 Unauthorized; content-type=application/json; body={{\"error\":{{\"message\":\"unauthorized\"}}}}"))
+        rl(&format!(
+            "GET {url} failed: 401 Unauthorized; content-type=application/json; body={{\"error\":{{\"message\":\"unauthorized\"}}}}"
+        ))
     );
     assert_eq!(requests(&backend).await.len(), 2);
     client
-        .assert_none(Duration::from_millis(300), "a second refresh request", |v| v["method"] == json!(REFRESH))
+        .assert_none(
+            Duration::from_millis(300),
+            "a second refresh request",
+            |v| v["method"] == json!(REFRESH),
+        )
         .await;
 }
 
@@ -333,22 +450,35 @@ async fn refresh_requests_go_to_the_owner_only() {
     owner
         .send(json!({"id": request["id"], "result": {"idToken": idt("e@example.com", "pro", "org"), "accessToken": "access-refreshed"}}))
         .await;
-    assert_eq!(reader.result(id).await, json!({"rateLimits": usage_snapshot()}));
+    assert_eq!(
+        reader.result(id).await,
+        json!({"rateLimits": usage_snapshot()})
+    );
     reader
-        .assert_none(Duration::from_millis(200), "a refresh request on a non-owner", |v| v["method"] == json!(REFRESH))
+        .assert_none(
+            Duration::from_millis(200),
+            "a refresh request on a non-owner",
+            |v| v["method"] == json!(REFRESH),
+        )
         .await;
 
     // The owner leaves; the tokens stay, but nobody can refresh them.
     drop(owner);
     backend.reset().await;
-    Mock::given(method("GET")).respond_with(unauthorized()).mount(&backend).await;
+    Mock::given(method("GET"))
+        .respond_with(unauthorized())
+        .mount(&backend)
+        .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let id = reader.request("account/rateLimits/read", Value::Null).await;
     assert_eq!(
         reader.response(id).await["error"],
         rl("no connected client can refresh external auth tokens")
     );
-    assert_eq!(reader.call("account/read", json!({})).await["result"]["account"]["email"], json!("e@example.com"));
+    assert_eq!(
+        reader.call("account/read", json!({})).await["result"]["account"]["email"],
+        json!("e@example.com")
+    );
 }
 
 #[tokio::test]
@@ -382,8 +512,17 @@ async fn logout_during_a_refresh_discards_the_reply() {
         .send(json!({"id": request["id"], "result": {"idToken": idt("e@example.com", "pro", "org"), "accessToken": "access-refreshed"}}))
         .await;
     let error = client.response(id).await["error"].clone();
-    assert!(error["message"].as_str().unwrap().contains("401 Unauthorized"), "{error}");
-    assert_eq!(client.call("account/read", json!({})).await["result"]["account"], json!(null));
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("401 Unauthorized"),
+        "{error}"
+    );
+    assert_eq!(
+        client.call("account/read", json!({})).await["result"]["account"],
+        json!(null)
+    );
     assert_eq!(requests(&backend).await.len(), 1);
 }
 
@@ -397,15 +536,25 @@ async fn rate_limits_need_chatgpt_credentials() {
         reply["error"],
         json!({"code": -32600, "message": "codex account authentication required to read rate limits"})
     );
-    client.call("account/login/start", json!({"type": "apiKey", "apiKey": "sk-test-key"})).await;
+    client
+        .call(
+            "account/login/start",
+            json!({"type": "apiKey", "apiKey": "sk-test-key"}),
+        )
+        .await;
     let reply = client.call("account/rateLimits/read", Value::Null).await;
     assert_eq!(
         reply["error"],
         json!({"code": -32600, "message": "chatgpt authentication required to read rate limits"})
     );
-    assert!(requests(&backend).await.is_empty(), "an API key never reaches the backend");
+    assert!(
+        requests(&backend).await.is_empty(),
+        "an API key never reaches the backend"
+    );
     client
-        .assert_none(Duration::from_millis(200), "a refresh request", |v| v["method"] == json!(REFRESH))
+        .assert_none(Duration::from_millis(200), "a refresh request", |v| {
+            v["method"] == json!(REFRESH)
+        })
         .await;
 }
 
@@ -422,7 +571,14 @@ async fn managed_credentials_sign_backend_calls() {
     let server = server_for(&backend, &[]).await;
     write_auth(
         server.home(),
-        &managed_auth("user@example.com", "pro", "account-123", "chatgpt-token", "refresh-token", &now_rfc3339()),
+        &managed_auth(
+            "user@example.com",
+            "pro",
+            "account-123",
+            "chatgpt-token",
+            "refresh-token",
+            &now_rfc3339(),
+        ),
     );
     let mut client = server.client().await;
     let reply = client.call("account/rateLimits/read", Value::Null).await;
@@ -449,9 +605,20 @@ async fn a_managed_401_runs_one_refresh_grant_and_retries() {
     let server = server_for(&backend, &[&refresh_url]).await;
     write_auth(
         server.home(),
-        &managed_auth("user@example.com", "pro", "account-123", "access-old", "refresh-old", &now_rfc3339()),
+        &managed_auth(
+            "user@example.com",
+            "pro",
+            "account-123",
+            "access-old",
+            "refresh-old",
+            &now_rfc3339(),
+        ),
     );
-    std::fs::set_permissions(server.auth_json(), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        server.auth_json(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
     let mut client = server.client().await;
     let reply = client.call("account/rateLimits/read", Value::Null).await;
     assert_eq!(reply["result"], json!({"rateLimits": usage_snapshot()}));
@@ -459,12 +626,15 @@ async fn a_managed_401_runs_one_refresh_grant_and_retries() {
     let grant = &requests(&issuer).await[0];
     let originator = header_of(grant, "originator");
     assert_eq!(originator.as_deref(), Some("codex-app-server-tests"));
-    let written: Value = serde_json::from_str(&std::fs::read_to_string(server.auth_json()).unwrap()).unwrap();
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(server.auth_json()).unwrap()).unwrap();
     assert_eq!(written["tokens"]["access_token"], json!("access-new"));
     assert_eq!(written["tokens"]["refresh_token"], json!("refresh-new"));
     assert_eq!(written["tokens"]["account_id"], json!("account-123"));
     assert_eq!(
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(server.auth_json()).unwrap().permissions()) & 0o777,
+        std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(server.auth_json()).unwrap().permissions()
+        ) & 0o777,
         0o600
     );
     assert_eq!(requests(&backend).await.len(), 2);
@@ -478,7 +648,11 @@ async fn rate_limit_updates_are_broadcast_when_they_change() {
     let mut watcher = server.client().await;
     login_external(&mut client, "e@example.com", "org", "access-initial").await;
     let id = client.request("account/rateLimits/read", Value::Null).await;
-    assert_eq!(client.next_json().await["id"], json!(id), "the reply precedes the notification");
+    assert_eq!(
+        client.next_json().await["id"],
+        json!(id),
+        "the reply precedes the notification"
+    );
     assert_eq!(
         client.notification("account/rateLimits/updated").await,
         json!({"rateLimits": usage_snapshot()})
@@ -489,9 +663,11 @@ async fn rate_limit_updates_are_broadcast_when_they_change() {
     );
     client.call("account/rateLimits/read", Value::Null).await;
     watcher
-        .assert_none(Duration::from_millis(300), "an update for unchanged limits", |v| {
-            v["method"] == json!("account/rateLimits/updated")
-        })
+        .assert_none(
+            Duration::from_millis(300),
+            "an update for unchanged limits",
+            |v| v["method"] == json!("account/rateLimits/updated"),
+        )
         .await;
 }
 
@@ -511,10 +687,15 @@ async fn backend_failures_have_clear_messages() {
         .unwrap()
         .to_owned();
     assert!(
-        message.starts_with(&format!("failed to fetch codex rate limits: Decode error for {url}: ")),
+        message.starts_with(&format!(
+            "failed to fetch codex rate limits: Decode error for {url}: "
+        )),
         "{message}"
     );
-    assert!(message.ends_with("; content-type=text/plain; body=not json"), "{message}");
+    assert!(
+        message.ends_with("; content-type=text/plain; body=not json"),
+        "{message}"
+    );
 
     backend.reset().await;
     Mock::given(method("GET"))
@@ -524,12 +705,17 @@ async fn backend_failures_have_clear_messages() {
     let reply = client.call("account/rateLimits/read", Value::Null).await;
     assert_eq!(
         reply["error"],
-        rl(&format!("GET {url} failed: 503 Service Unavailable; content-type=text/plain; body=down"))
+        rl(&format!(
+            "GET {url} failed: 503 Service Unavailable; content-type=text/plain; body=down"
+        ))
     );
 
     // A backend that is down.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("chatgpt_base_url=\"http://{}\"", closed.local_addr().unwrap());
+    let dead = format!(
+        "chatgpt_base_url=\"http://{}\"",
+        closed.local_addr().unwrap()
+    );
     drop(closed);
     let server = TestServer::start(&[&dead]).await;
     let mut client = server.client().await;
@@ -537,7 +723,10 @@ async fn backend_failures_have_clear_messages() {
     let reply = client.call("account/rateLimits/read", Value::Null).await;
     assert_eq!(reply["error"]["code"], json!(-32603));
     assert!(
-        reply["error"]["message"].as_str().unwrap().starts_with("failed to fetch codex rate limits: GET http://"),
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("failed to fetch codex rate limits: GET http://"),
         "{reply}"
     );
 }
