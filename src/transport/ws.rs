@@ -89,6 +89,7 @@ pub fn router(shared: Arc<WsShared>) -> Router {
         .route("/readyz", get(readyz))
         .route("/healthz", get(healthz))
         .route("/console", get(console::page))
+        .route("/console/{asset}", get(console::asset))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), admit))
         .with_state(shared)

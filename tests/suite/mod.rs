@@ -2,3 +2,4 @@ mod account;
 mod core;
 mod managed_login;
 mod refresh;
+mod security;
