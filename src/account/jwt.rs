@@ -143,4 +143,17 @@ mod tests {
         let err = parse(&format!("a.{payload}.c")).unwrap_err().to_string();
         assert!(!err.contains(secret), "{err}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_tokens_never_panic(token in ".*") {
+            let _ = parse(&token);
+        }
+
+        #[test]
+        fn arbitrary_payloads_never_panic(payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..128)) {
+            let token = format!("e30.{}.sig", URL_SAFE_NO_PAD.encode(&payload));
+            let _ = parse(&token);
+        }
+    }
 }

@@ -520,4 +520,11 @@ mod tests {
         drop(held);
         assert!(second.try_lock().is_ok());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_files_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = parse_auth_file(&bytes);
+        }
+    }
 }

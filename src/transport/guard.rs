@@ -251,4 +251,21 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_headers_never_panic(host in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+                                         origin in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let p = policy("127.0.0.1:4500");
+            let _ = p.admit(Some(&host), Some(&origin));
+            let _ = p.admit(Some(&host), None);
+        }
+
+        #[test]
+        fn loopback_hosts_with_the_right_port_always_pass(a in 0u8..=255, b in 0u8..=255, c in 0u8..=255) {
+            let p = policy("127.0.0.1:4500");
+            let host = format!("127.{a}.{b}.{c}:4500");
+            proptest::prop_assert!(p.check_host(Some(host.as_bytes())).is_ok());
+        }
+    }
 }
