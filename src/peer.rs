@@ -9,17 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde::Deserialize;
 use serde_json::Value;
 
-/// The `clientInfo` a connection sent with `initialize`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-pub struct ClientInfo {
-    pub name: String,
-    #[serde(default)]
-    pub title: Option<String>,
-    pub version: String,
-}
+pub use crate::protocol::ClientInfo;
 
 /// Why a server→client request produced no usable result.
 #[derive(Clone, Debug, PartialEq, Eq)]

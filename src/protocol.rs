@@ -9,6 +9,48 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
+/// The `clientInfo` a connection sends with `initialize`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
+pub struct ClientInfo {
+    pub name: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    pub version: String,
+}
+
+/// `initialize` params.
+#[derive(Clone, Debug, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct InitializeParams {
+    pub client_info: ClientInfo,
+    #[serde(default)]
+    #[ts(optional)]
+    pub capabilities: Option<InitializeCapabilities>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct InitializeCapabilities {
+    /// Accepted for compatibility; gates nothing (as Codex 0.94.0).
+    #[serde(default)]
+    #[ts(optional)]
+    pub experimental_api: Option<bool>,
+    /// Notification methods this connection does not want.
+    #[serde(default)]
+    #[ts(optional)]
+    pub opt_out_notification_methods: Option<Vec<String>>,
+}
+
+/// `initialize` result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct InitializeResponse {
+    pub user_agent: String,
+    pub codex_home: String,
+    pub platform_family: String,
+    pub platform_os: String,
+}
+
 /// How the account is authenticated (lowercase `apikey`, unlike the `apiKey` tags).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
 pub enum AuthMode {
@@ -82,11 +124,15 @@ pub struct GetAccountResponse {
 }
 
 /// `account/login/start` params.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, JsonSchema, TS)]
 #[serde(tag = "type")]
 pub enum LoginAccountParams {
     #[serde(rename = "apiKey", rename_all = "camelCase")]
-    ApiKey { api_key: SecretString },
+    ApiKey {
+        #[schemars(with = "String")]
+        #[ts(as = "String")]
+        api_key: SecretString,
+    },
     /// Browser login; `codexStreamlinedLogin`, `useHostedLoginSuccessPage`, `appBrand` are ignored.
     #[serde(rename = "chatgpt")]
     Chatgpt,
@@ -98,15 +144,36 @@ pub enum LoginAccountParams {
 
 /// Tokens supplied by the host app, in the seed shape (`idToken` + `accessToken`) or the later one
 /// (`accessToken` + `chatgptAccountId` + optional `chatgptPlanType`). Also the refresh reply.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(rename_all = "camelCase", try_from = "RawExternalTokens")]
+#[derive(Clone, Debug, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("anyOf" = [{"required": ["idToken"]}, {"required": ["chatgptAccountId"]}]))]
 pub struct ExternalTokenParams {
+    /// Seed shape: the id token naming the account. Without it, `chatgptAccountId` is required.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    #[ts(as = "Option<String>", optional)]
     pub id_token: Option<SecretString>,
+    /// The bearer for backend calls (a JWT naming the account in the later shape).
+    #[schemars(with = "String")]
+    #[ts(as = "String")]
     pub access_token: SecretString,
+    #[serde(default)]
+    #[ts(optional)]
     pub chatgpt_account_id: Option<String>,
+    #[serde(default)]
+    #[ts(optional)]
     pub chatgpt_plan_type: Option<String>,
 }
 
+impl<'de> Deserialize<'de> for ExternalTokenParams {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        RawExternalTokens::deserialize(deserializer)?
+            .try_into()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// The wire form of [`ExternalTokenParams`], before the shape check.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct RawExternalTokens {
@@ -118,6 +185,9 @@ struct RawExternalTokens {
     #[serde(default)]
     chatgpt_plan_type: Option<String>,
 }
+
+/// Server request `account/chatgptAuthTokens/refresh` result: either token shape (SPEC §7.1).
+pub type ChatgptAuthTokensRefreshResponse = ExternalTokenParams;
 
 impl TryFrom<RawExternalTokens> for ExternalTokenParams {
     type Error = String;
@@ -260,6 +330,8 @@ pub struct ChatgptAuthTokensRefreshParams {
 
 /// Method names, in one place.
 pub mod methods {
+    pub const INITIALIZE: &str = "initialize";
+    pub const INITIALIZED: &str = "initialized";
     pub const READ: &str = "account/read";
     pub const LOGIN_START: &str = "account/login/start";
     pub const LOGIN_CANCEL: &str = "account/login/cancel";

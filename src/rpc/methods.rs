@@ -10,16 +10,16 @@ use std::sync::Arc;
 
 use jsonrpsee::core::server::{Methods, RpcModule};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
 use crate::account::AccountService;
 use crate::error::RpcError;
 use crate::identity::{self, Identity, is_header_safe};
-use crate::peer::{Caller, ClientInfo};
+use crate::peer::Caller;
 use crate::protocol::{
-    CancelLoginAccountParams, GetAccountParams, GetAccountRateLimitsParams, LoginAccountParams,
-    LogoutAccountParams, methods,
+    CancelLoginAccountParams, GetAccountParams, GetAccountRateLimitsParams, InitializeParams,
+    InitializeResponse, LoginAccountParams, LogoutAccountParams, methods,
 };
 use crate::rpc::connection::RequestScope;
 
@@ -108,34 +108,6 @@ pub fn to_error_object(error: RpcError) -> ErrorObjectOwned {
     ErrorObjectOwned::owned::<()>(error.code, error.message, None)
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct InitializeParams {
-    client_info: ClientInfo,
-    #[serde(default)]
-    capabilities: Option<InitializeCapabilities>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct InitializeCapabilities {
-    /// Accepted for compatibility; gates nothing (as Codex 0.94.0).
-    #[serde(default)]
-    #[allow(dead_code)]
-    experimental_api: bool,
-    #[serde(default)]
-    opt_out_notification_methods: Option<Vec<String>>,
-}
-
-#[derive(Serialize, Clone)]
-#[serde(rename_all = "camelCase")]
-pub struct InitializeResponse {
-    pub user_agent: String,
-    pub codex_home: String,
-    pub platform_family: &'static str,
-    pub platform_os: &'static str,
-}
-
 fn register_initialize(module: &mut RpcModule<HandlerContext>) {
     module
         .register_async_method("initialize", |params, ctx, extensions| async move {
@@ -167,8 +139,8 @@ fn register_initialize(module: &mut RpcModule<HandlerContext>) {
             Ok::<_, ErrorObjectOwned>(InitializeResponse {
                 user_agent,
                 codex_home: ctx.home.display().to_string(),
-                platform_family: identity::platform_family(),
-                platform_os: identity::platform_os(),
+                platform_family: identity::platform_family().to_owned(),
+                platform_os: identity::platform_os().to_owned(),
             })
         })
         .expect("method names are unique");
