@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
-use std::collections::VecDeque;
+mod conformance;
+
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -152,6 +154,8 @@ pub struct Client {
     buffer: VecDeque<Event>,
     next_id: i64,
     reader: tokio::task::JoinHandle<()>,
+    /// Methods of the requests sent, by id (JSON text), to check replies against their schemas.
+    sent: HashMap<String, String>,
     pub received: Vec<Value>,
 }
 
@@ -187,15 +191,35 @@ impl Client {
             buffer: VecDeque::new(),
             next_id: 100,
             reader,
+            sent: HashMap::new(),
             received: Vec::new(),
         }
     }
 
     pub async fn send_text(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        self.remember_requests(&text);
         self.sink
-            .send(Message::Text(text.into().into()))
+            .send(Message::Text(text.into()))
             .await
             .expect("send");
+    }
+
+    fn remember_requests(&mut self, text: &str) {
+        let Ok(value) = serde_json::from_str::<Value>(text) else {
+            return;
+        };
+        let entries = match value {
+            Value::Array(entries) => entries,
+            single => vec![single],
+        };
+        for entry in entries {
+            if let (Some(id), Some(method)) =
+                (entry.get("id"), entry.get("method").and_then(Value::as_str))
+            {
+                self.sent.insert(id.to_string(), method.to_owned());
+            }
+        }
     }
 
     pub async fn send(&mut self, value: Value) {
@@ -243,7 +267,14 @@ impl Client {
             return Some(event);
         }
         match tokio::time::timeout_at(deadline, self.events.recv()).await {
-            Ok(Some(event)) => Some(event),
+            Ok(Some(event)) => {
+                if let Event::Text(text) = &event
+                    && let Ok(message) = serde_json::from_str::<Value>(text)
+                {
+                    conformance::check_server_message(&message, &self.sent);
+                }
+                Some(event)
+            }
             Ok(None) => Some(Event::Ended("reader stopped".into())),
             Err(_) => None,
         }
