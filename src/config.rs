@@ -620,4 +620,32 @@ mod tests {
             Config::from_overrides("/h", &["auth.external_refresh_timeout_secs=2"]).unwrap();
         assert_eq!(config.auth.external_refresh_timeout, Duration::from_secs(2));
     }
+
+    #[test]
+    fn the_documented_example_is_valid_and_matches_the_defaults() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/authbridge.toml");
+        let options = LoadOptions {
+            home: Some("/tmp/authbridge-example-home".into()),
+            config_file: Some(example),
+            ..Default::default()
+        };
+        let loaded = Config::load(&options).unwrap();
+        let defaults = Config::with_home("/tmp/authbridge-example-home");
+        assert_eq!(format!("{loaded:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn a_missing_explicit_config_file_is_an_error() {
+        let options = LoadOptions {
+            home: Some("/tmp/h".into()),
+            config_file: Some("/nonexistent/authbridge.toml".into()),
+            ..Default::default()
+        };
+        assert!(
+            Config::load(&options)
+                .unwrap_err()
+                .0
+                .contains("cannot read config file")
+        );
+    }
 }

@@ -1,4 +1,7 @@
 //! The built-in browser console at `GET /console` (static files embedded in the binary).
+//!
+//! The page embeds no secret: the user pastes the token or passes it in the URL fragment, and the
+//! page connects with the subprotocol form. Responses forbid framing and outside resources.
 
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
@@ -6,8 +9,22 @@ use axum::response::{IntoResponse, Response};
 
 const PAGE: &str = include_str!("console/index.html");
 
+/// Same policy as the page's `<meta>`, plus what only a header can say (no framing).
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
 /// Embedded assets under `/console/<name>`: (name, content type, body).
-const ASSETS: &[(&str, &str, &str)] = &[];
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "app.js",
+        "text/javascript; charset=utf-8",
+        include_str!("console/app.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("console/style.css"),
+    ),
+];
 
 pub async fn page() -> Response {
     serve("text/html; charset=utf-8", PAGE)
@@ -26,6 +43,9 @@ fn serve(content_type: &'static str, body: &'static str) -> Response {
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-store"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::X_FRAME_OPTIONS, "DENY"),
         ],
         body,
     )

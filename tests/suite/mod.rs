@@ -3,3 +3,5 @@ mod core;
 mod managed_login;
 mod refresh;
 mod security;
+mod ecosystem;
+mod browser;

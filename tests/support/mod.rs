@@ -563,3 +563,34 @@ pub fn days_ago(days: i64) -> String {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap()
 }
+
+/// Whether an optional tool (Node packages, websocat, Chromium) is usable here. When it is not:
+/// with `AUTHBRIDGE_REQUIRE_TOOLS=1` (set by `.ci/run`) the test fails, otherwise it is skipped
+/// with a message saying why.
+pub fn tool_available(what: &str, available: bool) -> bool {
+    if available {
+        return true;
+    }
+    if std::env::var("AUTHBRIDGE_REQUIRE_TOOLS").as_deref() == Ok("1") {
+        panic!(
+            "{what} is required (AUTHBRIDGE_REQUIRE_TOOLS=1) but missing; `bash .ci/run` installs it"
+        );
+    }
+    eprintln!("skipping: {what} is not installed (`bash .ci/run` installs it)");
+    false
+}
+
+/// True if `program --version` runs.
+pub fn command_runs(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

@@ -1,0 +1,425 @@
+//! The built-in browser console (`GET /console`, SPEC §2.1) and the Origin policy as a real browser
+//! sees it. The browser work lives in `tests/browser/*.mjs` (playwright-core driving headless
+//! Chromium); these tests start the server and a fake backend, run one script, and assert the JSON
+//! line it prints.
+//!
+//! Needs `node`, Chromium at `/usr/bin/chromium` (or `AUTHBRIDGE_CHROMIUM`) and
+//! `npm ci --prefix tests/browser`. Without them the browser tests print "skipping: …" and pass,
+//! unless `AUTHBRIDGE_REQUIRE_TOOLS=1` (set by `.ci/run`) makes that a failure.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::support::{
+    TestServer, idt, repo_root, server_json, tool_available, usage_body, usage_snapshot,
+};
+
+const REFRESH: &str = "account/chatgptAuthTokens/refresh";
+/// A bound on a script run (each script bounds itself at 25 s and normally takes a few seconds).
+const SCRIPT_LIMIT: Duration = Duration::from_secs(60);
+
+fn chromium() -> PathBuf {
+    std::env::var_os("AUTHBRIDGE_CHROMIUM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
+}
+
+/// What the browser tests need and is missing.
+fn missing_tools() -> Vec<String> {
+    let mut missing = Vec::new();
+    let node = std::process::Command::new("node")
+        .arg("--version")
+        .stdin(Stdio::null())
+        .output();
+    if !matches!(node, Ok(output) if output.status.success()) {
+        missing.push("`node` is not on PATH".to_owned());
+    }
+    if !chromium().is_file() {
+        missing.push(format!("no Chromium at {}", chromium().display()));
+    }
+    let playwright = repo_root().join("tests/browser/node_modules/playwright-core/package.json");
+    if !playwright.is_file() {
+        missing.push(
+            "tests/browser/node_modules/playwright-core is not installed (run `npm ci --prefix tests/browser`)"
+                .to_owned(),
+        );
+    }
+    missing
+}
+
+/// Whether the browser tests can run here (see `support::tool_available`).
+fn browser_available(test: &str) -> bool {
+    let missing = missing_tools();
+    tool_available(
+        &format!("{test} needs {}", missing.join("; ")),
+        missing.is_empty(),
+    )
+}
+
+/// Runs `node tests/browser/<script>` with `env`; returns the JSON line it printed.
+async fn run_script(script: &str, env: &[(&str, &str)]) -> Value {
+    let mut command = tokio::process::Command::new("node");
+    command
+        .arg(repo_root().join("tests/browser").join(script))
+        .current_dir(repo_root())
+        .env("AUTHBRIDGE_CHROMIUM", chromium())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let child = command.spawn().expect("node starts");
+    let started = tokio::time::Instant::now();
+    let output = tokio::time::timeout(SCRIPT_LIMIT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{script} did not finish within {SCRIPT_LIMIT:?}"))
+        .expect("waiting for node");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{script} failed ({}):\n--- stderr\n{stderr}\n--- stdout\n{stdout}",
+        output.status
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|line| line.starts_with('{'))
+        .unwrap_or_else(|| panic!("{script} printed no JSON line:\n{stdout}\n{stderr}"));
+    let observed: Value = serde_json::from_str(line)
+        .unwrap_or_else(|err| panic!("{script} printed invalid JSON ({err}): {line}"));
+    eprintln!(
+        "{script}: finished in {:?} (browser part {} ms)",
+        started.elapsed(),
+        observed["elapsedMs"]
+    );
+    observed
+}
+
+/// A backend whose usage endpoint answers 401 except to `Bearer <good>`.
+async fn backend_accepting(good: &str) -> MockServer {
+    let backend = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/codex/usage"))
+        .and(header("authorization", format!("Bearer {good}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(usage_body()))
+        .with_priority(1)
+        .mount(&backend)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/codex/usage"))
+        .respond_with(
+            ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "unauthorized"}})),
+        )
+        .with_priority(10)
+        .mount(&backend)
+        .await;
+    backend
+}
+
+#[tokio::test]
+async fn the_console_logs_in_answers_a_refresh_and_shows_rate_limits() {
+    if !browser_available("the_console_logs_in_answers_a_refresh_and_shows_rate_limits") {
+        return;
+    }
+    let backend = backend_accepting("access-refreshed").await;
+    let base = format!("chatgpt_base_url=\"{}\"", backend.uri());
+    let server = TestServer::start(&[base.as_str()]).await;
+    // What a user has: server.json.
+    let info = server_json(server.home());
+    let console_url = info["consoleUrl"].as_str().unwrap().to_owned();
+    let token = info["token"].as_str().unwrap().to_owned();
+    assert_eq!(console_url, server.http_url("/console"));
+
+    let screenshot = repo_root().join("tests/artifacts/console.png");
+    std::fs::create_dir_all(screenshot.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&screenshot);
+
+    let id_token = idt("initial@example.com", "pro", "org-initial");
+    let refreshed_id_token = idt("refreshed@example.com", "pro", "org-refreshed");
+    let observed = run_script(
+        "console.mjs",
+        &[
+            ("AUTHBRIDGE_CONSOLE_URL", &console_url),
+            ("AUTHBRIDGE_TOKEN", &token),
+            ("AUTHBRIDGE_ID_TOKEN", &id_token),
+            ("AUTHBRIDGE_ACCESS_TOKEN", "access-initial"),
+            ("AUTHBRIDGE_REFRESHED_ID_TOKEN", &refreshed_id_token),
+            ("AUTHBRIDGE_REFRESHED_ACCESS_TOKEN", "access-refreshed"),
+            ("AUTHBRIDGE_SCREENSHOT", screenshot.to_str().unwrap()),
+        ],
+    )
+    .await;
+
+    // Connected and initialized from `#token=`, which left the address bar.
+    assert_eq!(observed["connected"], json!(true));
+    assert_eq!(observed["stateText"], json!("Connected · initialized"));
+    assert_eq!(observed["urlAfterLoad"], json!(console_url));
+    assert_eq!(observed["tokenInUrl"], json!(false));
+    assert_eq!(observed["tokenInputFilled"], json!(true));
+    assert_eq!(observed["tokenInputType"], json!("password"));
+    assert_eq!(
+        observed["initializeRequest"],
+        json!({"id": 1, "method": "initialize", "params": {"clientInfo":
+            {"name": "authbridge_console", "title": "authbridge console", "version": "1"}}})
+    );
+    let init = &observed["initialize"];
+    assert_eq!(init["id"], json!(1));
+    assert_eq!(
+        init["result"]["codexHome"],
+        json!(server.home().to_str().unwrap())
+    );
+    assert_eq!(init["result"]["platformFamily"], json!("unix"));
+    let user_agent = init["result"]["userAgent"].as_str().unwrap();
+    assert!(
+        user_agent.starts_with("authbridge_console/")
+            && user_agent.ends_with("(authbridge_console; 1)"),
+        "{user_agent}"
+    );
+    assert_eq!(observed["initialized"], json!({"method": "initialized"}));
+
+    // Invalid JSON in the params box: an inline error, nothing sent.
+    let invalid = &observed["invalidJson"];
+    assert_eq!(invalid["sent"], json!(0), "{invalid}");
+    assert_eq!(invalid["ariaInvalid"], json!("true"));
+    assert!(
+        invalid["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Invalid JSON: "),
+        "{invalid}"
+    );
+
+    // Login through the method picker.
+    assert_eq!(
+        observed["loginTemplate"]["type"],
+        json!("chatgptAuthTokens")
+    );
+    assert_eq!(
+        observed["loginRequest"],
+        json!({"method": "account/login/start", "params":
+            {"type": "chatgptAuthTokens", "idToken": id_token, "accessToken": "access-initial"}})
+    );
+    assert_eq!(observed["loginError"], Value::Null);
+    assert_eq!(
+        observed["loginResult"],
+        json!({"type": "chatgptAuthTokens"})
+    );
+    assert_eq!(
+        observed["loginCompleted"],
+        json!({"loginId": null, "success": true, "error": null})
+    );
+    assert_eq!(
+        observed["accountUpdated"],
+        json!({"authMode": "chatgptAuthTokens", "planType": "pro"})
+    );
+
+    // The refresh request popped up the panel and was answered from it.
+    assert_eq!(
+        observed["refreshRequest"],
+        json!({"id": 0, "method": REFRESH, "params": {"reason": "unauthorized", "previousAccountId": "org-initial"}})
+    );
+    assert_eq!(observed["refreshMethod"], json!(REFRESH));
+    assert_eq!(observed["refreshId"], json!("0"));
+    assert_eq!(
+        observed["refreshParams"],
+        json!({"reason": "unauthorized", "previousAccountId": "org-initial"})
+    );
+    let countdown = observed["refreshCountdown"].as_str().unwrap();
+    let seconds: f64 = countdown
+        .strip_suffix(" s")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("countdown {countdown:?}"));
+    assert!(seconds > 0.0 && seconds <= 10.0, "countdown {countdown:?}");
+    assert_eq!(
+        observed["refreshAnswer"],
+        json!({"id": 0, "result": {"idToken": refreshed_id_token, "accessToken": "access-refreshed"}})
+    );
+
+    // The rate-limits read succeeded with the refreshed tokens.
+    assert_eq!(observed["rateLimitsError"], Value::Null);
+    assert_eq!(observed["rateLimits"], usage_snapshot());
+    assert_eq!(observed["rateLimitsUpdated"], usage_snapshot());
+    let seen = backend.received_requests().await.unwrap();
+    let bearers: Vec<_> = seen
+        .iter()
+        .map(|r| r.headers.get("authorization").unwrap().to_str().unwrap())
+        .collect();
+    assert_eq!(
+        bearers,
+        ["Bearer access-initial", "Bearer access-refreshed"]
+    );
+
+    // Replies are paired with their requests; the session panel follows the account.
+    assert_eq!(
+        observed["pairing"],
+        json!({"login": "done", "rateLimits": "done",
+               "rateLimitsReplyTo": "account/rateLimits/read", "serverRequest": "done"})
+    );
+    assert_eq!(
+        observed["sessionPanel"],
+        json!({"account": "chatgptAuthTokens · pro", "rateLimitsShown": true})
+    );
+    assert_eq!(
+        observed["filters"],
+        json!({"notifications": 4, "text": 1, "countText": "1 of 12 messages", "all": 12})
+    );
+    assert_eq!(
+        observed["compact"],
+        json!({"singleLine": true, "sameValue": true})
+    );
+    assert_eq!(
+        observed["log"],
+        json!([
+            "out:request:initialize",
+            "in:response:",
+            "out:notification:initialized",
+            "out:request:account/login/start",
+            "in:response:",
+            "in:notification:account/login/completed",
+            "in:notification:account/updated",
+            "out:request:account/rateLimits/read",
+            format!("in:server-request:{REFRESH}"),
+            "out:response:",
+            "in:response:",
+            "in:notification:account/rateLimits/updated",
+        ])
+    );
+    assert_eq!(observed["pageErrors"], json!([]));
+    assert_eq!(observed["consoleErrors"], json!([]));
+
+    let png = std::fs::read(&screenshot).expect("the screenshot was written");
+    assert!(
+        png.len() > 1000 && png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG screenshot ({} bytes)",
+        screenshot.display(),
+        png.len()
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused_and_the_console_origin_is_accepted() {
+    if !browser_available("a_foreign_origin_is_refused_and_the_console_origin_is_accepted") {
+        return;
+    }
+    let server = TestServer::start(&[]).await;
+    let token = server.token.clone().unwrap();
+    let http_base = server.http_url("");
+    let observed = run_script(
+        "origin.mjs",
+        &[
+            ("AUTHBRIDGE_WS_URL", &server.url),
+            ("AUTHBRIDGE_HTTP_BASE", &http_base),
+            ("AUTHBRIDGE_TOKEN", &token),
+        ],
+    )
+    .await;
+
+    let foreign = &observed["foreign"];
+    let foreign_origin = foreign["origin"].as_str().unwrap();
+    assert!(foreign_origin.starts_with("http://127.0.0.1:"), "{foreign}");
+    assert_ne!(foreign_origin, http_base);
+    assert_eq!(foreign["opened"], json!(false), "{foreign}");
+    assert_eq!(foreign["protocol"], Value::Null);
+    assert_eq!(foreign["events"], json!(["error", "close"]));
+    assert_eq!(foreign["closeCode"], json!(1006));
+    assert_eq!(foreign["timedOut"], json!(false));
+    assert_eq!(foreign["handshakes"], json!([]), "no handshake succeeded");
+    let messages = foreign["console"].as_array().unwrap();
+    assert!(
+        messages.iter().any(|m| {
+            let m = m.as_str().unwrap();
+            m.contains("WebSocket connection to") && m.contains("403")
+        }),
+        "Chromium should report the 403: {messages:?}"
+    );
+    // The 403 is the origin refusal (the same Origin header, sent by hand).
+    let refused = reqwest::Client::new()
+        .get(server.http_url("/"))
+        .header("origin", foreign_origin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    assert_eq!(refused.text().await.unwrap(), "forbidden origin");
+
+    let own = &observed["console"];
+    assert_eq!(own["origin"], json!(http_base));
+    assert_eq!(own["stateBeforeProbe"], json!("disconnected"));
+    assert_eq!(own["opened"], json!(true), "{own}");
+    assert_eq!(own["protocol"], json!("authbridge"));
+    assert_eq!(own["events"], json!(["open", "close"]));
+    assert_eq!(own["closeCode"], json!(1000));
+    assert_eq!(own["closeReason"], json!("probe done"));
+    assert_eq!(own["timedOut"], json!(false));
+    assert_eq!(
+        own["handshakes"],
+        json!([{"status": 101, "statusText": "Switching Protocols"}])
+    );
+    assert_eq!(own["console"], json!([]));
+}
+
+/// Plain HTTP (no browser needed): the page, its assets, and the page's safety rules.
+#[tokio::test]
+async fn the_console_page_and_its_assets_are_served() {
+    let server = TestServer::start(&[]).await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(server.http_url(path)).send();
+
+    let page = get("/console").await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()["content-type"], "text/html; charset=utf-8");
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    let policy = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        policy.contains("frame-ancestors 'none'") && policy.contains("connect-src 'self'"),
+        "{policy}"
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<script src="/console/app.js" defer></script>"#));
+    assert!(html.contains(r#"<link rel="stylesheet" href="/console/style.css">"#));
+    assert!(html.contains("Content-Security-Policy"));
+    assert!(
+        !html.contains(server.token.as_deref().unwrap()),
+        "the page embeds no secret"
+    );
+
+    for (asset, content_type) in [
+        ("/console/app.js", "text/javascript; charset=utf-8"),
+        ("/console/style.css", "text/css; charset=utf-8"),
+    ] {
+        let response = get(asset).await.unwrap();
+        assert_eq!(response.status(), 200, "{asset}");
+        assert_eq!(response.headers()["content-type"], content_type, "{asset}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert!(!response.text().await.unwrap().is_empty(), "{asset}");
+    }
+    let missing = get("/console/nope.js").await.unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // The script builds the DOM from text nodes only and evaluates nothing.
+    let script = get("/console/app.js").await.unwrap().text().await.unwrap();
+    for forbidden in [
+        "eval(",
+        "new Function",
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "localStorage",
+        "sessionStorage",
+    ] {
+        assert!(!script.contains(forbidden), "app.js uses {forbidden}");
+    }
+}
