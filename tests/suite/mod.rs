@@ -5,3 +5,4 @@ mod refresh;
 mod security;
 mod ecosystem;
 mod browser;
+mod bench_smoke;

@@ -1,0 +1,437 @@
+//! authbridge's benchmarks: throughput and latency against a floor baseline, refresh storms, memory
+//! per idle connection, startup time and binary size. Prints Markdown for docs/BENCHMARKS.md.
+//!
+//! ```text
+//! cargo bench --bench load                      # everything (about three minutes)
+//! cargo bench --bench load -- throughput        # floor vs authbridge at 1x1, 4x16, 16x8
+//! cargo bench --bench load -- storm             # refresh storms of 1, 100, 1000 reads
+//! cargo bench --bench load -- memory            # RSS with 1000 idle connections
+//! cargo bench --bench load -- startup           # process start to /readyz 200; binary size
+//! cargo bench --bench load -- load --url ws://127.0.0.1:4500/ [--token T] [--connections 4]
+//!     [--in-flight 16] [--method account/read] [--params '{}'] [--duration 5] [--warmup 1]
+//! ```
+
+mod driver;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const SHAPES: [(usize, usize); 3] = [(1, 1), (4, 16), (16, 8)];
+
+struct Options {
+    command: String,
+    flags: Vec<(String, String)>,
+}
+
+impl Options {
+    fn parse() -> Self {
+        let mut args = std::env::args().skip(1).filter(|arg| arg != "--bench");
+        let command = args.next().unwrap_or_else(|| "all".to_owned());
+        let rest: Vec<String> = args.collect();
+        let flags = rest
+            .chunks(2)
+            .map(|pair| {
+                (
+                    pair[0].trim_start_matches("--").to_owned(),
+                    pair.get(1).cloned().unwrap_or_default(),
+                )
+            })
+            .collect();
+        Self { command, flags }
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.flags
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    fn number(&self, name: &str, default: f64) -> f64 {
+        self.get(name)
+            .map_or(default, |value| value.parse().expect("a number"))
+    }
+}
+
+fn main() {
+    let options = Options::parse();
+    if options.command == "serve-floor" {
+        return serve_floor();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        match options.command.as_str() {
+            "all" => {
+                machine();
+                throughput(&options).await;
+                storms().await;
+                memory(&options).await;
+                startup();
+            }
+            "throughput" => throughput(&options).await,
+            "storm" => storms().await,
+            "memory" => memory(&options).await,
+            "startup" => startup(),
+            "load" => load(&options).await,
+            other => panic!("unknown command {other}; see the top of benches/load.rs"),
+        }
+    });
+}
+
+fn machine() {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!(
+        "## Machine\n\n{cores} cores, {cpu}, {} {}\n",
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    );
+}
+
+/// The floor server, run as a child process: `load serve-floor` prints its port.
+fn serve_floor() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!(
+            "floor listening on {}",
+            listener.local_addr().unwrap().port()
+        );
+        driver::serve_floor(listener).await;
+    });
+}
+
+/// A server child process and how to reach it.
+struct Server {
+    child: Child,
+    url: String,
+    token: Option<String>,
+    _home: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_floor() -> Server {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg("serve-floor")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().rsplit(' ').next().unwrap();
+    Server {
+        child,
+        url: format!("ws://127.0.0.1:{port}/"),
+        token: None,
+        _home: None,
+    }
+}
+
+fn authbridge_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_authbridge"))
+}
+
+fn spawn_authbridge(extra: &[&str]) -> Server {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = Command::new(authbridge_binary())
+        .args([
+            "serve",
+            "--home",
+            home.path().to_str().unwrap(),
+            "--listen",
+            "ws://127.0.0.1:0",
+        ])
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.starts_with("authbridge listening on ") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "authbridge did not start"
+        );
+    }
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let info: Value =
+        serde_json::from_str(&std::fs::read_to_string(home.path().join("server.json")).unwrap())
+            .unwrap();
+    Server {
+        child,
+        url: info["url"].as_str().unwrap().to_owned(),
+        token: info["token"].as_str().map(str::to_owned),
+        _home: Some(home),
+    }
+}
+
+async fn measure(
+    server: &Server,
+    connections: usize,
+    in_flight: usize,
+    duration: Duration,
+    warmup: Duration,
+) -> driver::Report {
+    let report = driver::run(&driver::Load {
+        url: server.url.clone(),
+        token: server.token.clone(),
+        connections,
+        in_flight,
+        warmup,
+        duration,
+        method: "account/read".into(),
+        params: json!({}),
+    })
+    .await;
+    assert_eq!(report.errors, 0, "errors during the run");
+    report
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    values[values.len() / 2]
+}
+
+async fn throughput(options: &Options) {
+    let duration = Duration::from_secs_f64(options.number("duration", 5.0));
+    let warmup = Duration::from_secs_f64(options.number("warmup", 1.0));
+    let rounds = options.number("rounds", 3.0) as usize;
+    let floor = spawn_floor();
+    let bridge = spawn_authbridge(&[]);
+    println!(
+        "## account/read vs the floor ({rounds} alternating rounds of {}s after {}s warm-up; medians)\n",
+        duration.as_secs_f64(),
+        warmup.as_secs_f64()
+    );
+    println!(
+        "| connections × in flight | floor req/s | authbridge req/s | ratio | floor p50 / p99 / p99.9 (µs) | authbridge p50 / p99 / p99.9 (µs) | p50 ratio |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (connections, in_flight) in SHAPES {
+        let (mut floor_runs, mut bridge_runs) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            floor_runs.push(measure(&floor, connections, in_flight, duration, warmup).await);
+            bridge_runs.push(measure(&bridge, connections, in_flight, duration, warmup).await);
+        }
+        let rate = |runs: &[driver::Report]| {
+            median(runs.iter().map(|r| r.requests_per_second()).collect())
+        };
+        let pct = |runs: &[driver::Report], p: f64| {
+            median(runs.iter().map(|r| r.percentile_us(p) as f64).collect())
+        };
+        let (floor_rate, bridge_rate) = (rate(&floor_runs), rate(&bridge_runs));
+        println!(
+            "| {connections} × {in_flight} | {floor_rate:.0} | {bridge_rate:.0} | {:.2} | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} | {:.2} |",
+            bridge_rate / floor_rate,
+            pct(&floor_runs, 50.0),
+            pct(&floor_runs, 99.0),
+            pct(&floor_runs, 99.9),
+            pct(&bridge_runs, 50.0),
+            pct(&bridge_runs, 99.0),
+            pct(&bridge_runs, 99.9),
+            pct(&bridge_runs, 50.0) / pct(&floor_runs, 50.0),
+        );
+    }
+    println!();
+}
+
+async fn storms() {
+    let (backend_addr, backend) = driver::start_backend().await;
+    let base = format!("chatgpt_base_url=\"http://{backend_addr}\"");
+    let bridge = spawn_authbridge(&["-c", &base]);
+    let answer_after = Duration::from_millis(10);
+    let owner = driver::Owner::connect(&bridge.url, bridge.token.as_deref(), answer_after).await;
+    println!("## Refresh storms: concurrent rate-limit reads on a stale host-owned token\n");
+    println!(
+        "The host answers `account/chatgptAuthTokens/refresh` after {} ms.\n",
+        answer_after.as_millis()
+    );
+    println!(
+        "| reads | refresh requests | backend calls | errors | p50 / p99 (ms), stale token | p50 / p99 (ms), valid token |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for reads in [1, 100, 1000] {
+        let stale = driver::storm(
+            &bridge.url,
+            bridge.token.as_deref(),
+            &owner,
+            &backend,
+            "stale-token",
+            reads,
+        )
+        .await;
+        let valid = driver::storm(
+            &bridge.url,
+            bridge.token.as_deref(),
+            &owner,
+            &backend,
+            "fresh-baseline",
+            reads,
+        )
+        .await;
+        let ms = |h: &hdrhistogram::Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1000.0;
+        println!(
+            "| {reads} | {} | {} | {} | {:.2} / {:.2} | {:.2} / {:.2} |",
+            stale.refresh_requests,
+            stale.backend_calls,
+            stale.errors + valid.errors,
+            ms(&stale.latency, 0.5),
+            ms(&stale.latency, 0.99),
+            ms(&valid.latency, 0.5),
+            ms(&valid.latency, 0.99),
+        );
+        assert_eq!(stale.refresh_requests, 1, "exactly one refresh per storm");
+    }
+    println!();
+}
+
+async fn memory(options: &Options) {
+    let connections = options.number("connections", 1000.0) as usize;
+    let limit = format!("server.max_connections={}", connections + 10);
+    let bridge = spawn_authbridge(&["-c", &limit]);
+    let pid = bridge.child.id();
+    let first = driver::connect(&bridge.url, bridge.token.as_deref()).await;
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = driver::rss_bytes(pid).unwrap();
+    let mut sockets = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        sockets.push(driver::connect(&bridge.url, bridge.token.as_deref()).await);
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = driver::rss_bytes(pid).unwrap();
+    let per = after.saturating_sub(before) as f64 / connections as f64;
+    println!("## Memory\n");
+    println!("| idle authenticated connections | server RSS | per connection |");
+    println!("|---|---|---|");
+    println!("| 0 | {:.1} MiB | |", before as f64 / 1048576.0);
+    println!(
+        "| {connections} | {:.1} MiB | {:.1} KiB |\n",
+        after as f64 / 1048576.0,
+        per / 1024.0
+    );
+    drop(sockets);
+}
+
+fn startup() {
+    let mut samples = Vec::new();
+    for _ in 0..10 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let home = tempfile::tempdir().unwrap();
+        let started = Instant::now();
+        let mut child = Command::new(authbridge_binary())
+            .args([
+                "serve",
+                "--home",
+                home.path().to_str().unwrap(),
+                "--listen",
+                &format!("ws://127.0.0.1:{port}"),
+            ])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        loop {
+            if readyz(port) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "not ready in 10 s"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        samples.push(started.elapsed().as_secs_f64() * 1000.0);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let size = std::fs::metadata(authbridge_binary())
+        .map(|m| m.len())
+        .unwrap_or(0);
+    println!("## Startup and size\n");
+    println!("| process start → `/readyz` 200 (10 runs) | binary size |");
+    println!("|---|---|");
+    println!(
+        "| median {:.1} ms, min {:.1} ms, max {:.1} ms | {:.1} MiB |\n",
+        samples[5],
+        samples[0],
+        samples[9],
+        size as f64 / 1048576.0
+    );
+}
+
+fn readyz(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let request =
+        format!("GET /readyz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200")
+}
+
+async fn load(options: &Options) {
+    let url = options
+        .get("url")
+        .expect("--url ws://host:port/")
+        .to_owned();
+    let report = driver::run(&driver::Load {
+        url,
+        token: options.get("token").map(str::to_owned),
+        connections: options.number("connections", 4.0) as usize,
+        in_flight: options.number("in-flight", 16.0) as usize,
+        warmup: Duration::from_secs_f64(options.number("warmup", 1.0)),
+        duration: Duration::from_secs_f64(options.number("duration", 5.0)),
+        method: options.get("method").unwrap_or("account/read").to_owned(),
+        params: options.get("params").map_or(json!({}), |p| {
+            serde_json::from_str(p).expect("--params is JSON")
+        }),
+    })
+    .await;
+    println!(
+        "{:.0} req/s, errors {}, p50 {} µs, p99 {} µs, p99.9 {} µs",
+        report.requests_per_second(),
+        report.errors,
+        report.percentile_us(50.0),
+        report.percentile_us(99.0),
+        report.percentile_us(99.9)
+    );
+}
