@@ -728,6 +728,43 @@ async fn sigterm_exits_zero_and_removes_server_json() {
 }
 
 #[tokio::test]
+async fn a_second_signal_exits_at_once() {
+    let backend = slow_backend(Duration::from_secs(30)).await;
+    let home = tempfile::tempdir().unwrap();
+    let base = format!("chatgpt_base_url=\"{}\"", backend.uri());
+    let mut child = Child::spawn(
+        &[
+            "--home",
+            home.path().to_str().unwrap(),
+            "--listen",
+            "ws://127.0.0.1:0",
+            "--ws-auth",
+            "none",
+            "-c",
+            &base,
+            "-c",
+            "server.shutdown_grace_secs=20",
+        ],
+        &[],
+    )
+    .await;
+    let mut client = Client::connect(child.url.as_deref().unwrap(), None).await;
+    client.initialize().await;
+    external_login(&mut client).await;
+    client.request("account/rateLimits/read", json!(null)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    child.terminate();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = tokio::time::Instant::now();
+    child.terminate();
+    assert_eq!(child.exit_code().await, Some(0));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the second signal did not wait for the grace period"
+    );
+}
+
+#[tokio::test]
 async fn stdio_round_trip() {
     let home = tempfile::tempdir().unwrap();
     let mut child = Child::spawn(

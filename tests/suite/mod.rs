@@ -6,3 +6,4 @@ mod security;
 mod ecosystem;
 mod browser;
 mod bench_smoke;
+mod codex_compat;
