@@ -56,6 +56,8 @@ impl RpcServer {
 pub struct Connection {
     shared: Arc<ConnShared>,
     tasks: TaskTracker,
+    /// Set at shutdown: only replies to our server requests are still taken.
+    draining: AtomicBool,
 }
 
 /// State shared by the reader, the request tasks and whoever holds a [`ClientLink`] to it.
@@ -118,9 +120,43 @@ struct OwnedRequest {
     jsonrpc: bool,
 }
 
+/// A reply ready to queue, and the notification holds to release once it is queued.
 struct Completed {
     text: String,
+    release: Release,
+}
+
+impl Completed {
+    fn reply(text: String) -> Self {
+        Self {
+            text,
+            release: Release::default(),
+        }
+    }
+
+    /// Queues the reply, then lets the notifications it held back go (SPEC §3.5).
+    fn queue_on(self, outbound: &Outbound) {
+        outbound.push_text(self.text);
+    }
+}
+
+/// Releases, when dropped, the holds a reply carries: its caller's and, for `initialize`, the
+/// connection's own.
+#[derive(Default)]
+struct Release {
     caller: Option<Arc<Caller>>,
+    connection: Option<Arc<ConnShared>>,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if let Some(caller) = self.caller.take() {
+            caller.reply_sent();
+        }
+        if let Some(connection) = self.connection.take() {
+            connection.outbound.release();
+        }
+    }
 }
 
 impl Connection {
@@ -141,6 +177,7 @@ impl Connection {
             Self {
                 shared,
                 tasks: TaskTracker::new(),
+                draining: AtomicBool::new(false),
             },
             receiver,
         )
@@ -164,7 +201,11 @@ impl Connection {
 
     /// Handles one frame. Returns once the frame is dispatched (after `initialize` has completed).
     pub async fn handle_frame(&self, text: &str) {
-        match envelope::parse(text) {
+        let frame = envelope::parse(text);
+        if self.draining.load(Ordering::Acquire) {
+            return self.take_replies_only(frame);
+        }
+        match frame {
             Frame::ParseError => {
                 tracing::debug!(connection = self.id(), "frame is not JSON");
                 self.shared.outbound.push_text(envelope::failure(
@@ -180,11 +221,30 @@ impl Connection {
                     .push_text(envelope::failure(None, jsonrpc, &error));
             }
             Frame::Single(entry) => {
-                if let Some(text) = self.handle_entry(entry, true).await {
-                    self.shared.outbound.push_text(text.await.text);
+                if let Some(reply) = self.handle_entry(entry, true).await {
+                    reply.await.queue_on(&self.shared.outbound);
                 }
             }
             Frame::Batch(entries) => self.handle_batch(entries).await,
+        }
+    }
+
+    /// While draining, requests are no longer taken, but replies to our server requests still are:
+    /// a request finishing its grace period may be waiting for one.
+    fn take_replies_only(&self, frame: Frame<'_>) {
+        let entries = match frame {
+            Frame::Single(entry) => vec![entry],
+            Frame::Batch(entries) => entries,
+            Frame::ParseError | Frame::BadBatch(_) => Vec::new(),
+        };
+        for entry in entries {
+            match entry {
+                Entry::Response { id, outcome } => self.shared.complete_server_request(id, outcome),
+                _ => tracing::debug!(
+                    connection = self.id(),
+                    "ignoring a message while shutting down"
+                ),
+            }
         }
     }
 
@@ -218,40 +278,27 @@ impl Connection {
                     // The handshake completes before the next message is looked at (SPEC §3.5), and
                     // notifications wait until its reply is queued.
                     shared.outbound.hold();
-                    let completed = run_request(shared.clone(), request).await;
+                    let mut completed = run_request(shared.clone(), request).await;
+                    completed.release.connection = Some(shared.clone());
                     if single {
-                        shared.outbound.push_text(completed.text);
-                        shared.outbound.release();
+                        completed.queue_on(&shared.outbound);
                         return None;
                     }
-                    let outbound_release = ReleaseOnDrop(shared.clone());
-                    return Some(
-                        async move {
-                            let _release = outbound_release;
-                            completed
-                        }
-                        .boxed(),
-                    );
+                    return Some(futures::future::ready(completed).boxed());
                 }
                 let task = run_request(shared.clone(), request);
                 if single {
                     let shared = shared.clone();
-                    self.tasks.spawn(async move {
-                        let completed = task.await;
-                        shared.outbound.push_text(completed.text);
-                        if let Some(caller) = completed.caller {
-                            caller.reply_sent();
-                        }
-                    });
+                    self.tasks
+                        .spawn(async move { task.await.queue_on(&shared.outbound) });
                     return None;
                 }
                 let handle = self.tasks.spawn(task);
                 Some(
                     async move {
-                        handle.await.unwrap_or_else(|_| Completed {
-                            text: String::new(),
-                            caller: None,
-                        })
+                        handle
+                            .await
+                            .unwrap_or_else(|_| Completed::reply(String::new()))
                     }
                     .boxed(),
                 )
@@ -303,16 +350,20 @@ impl Connection {
                 .filter(|text| !text.is_empty())
                 .collect();
             shared.outbound.push_text(format!("[{}]", parts.join(",")));
-            for caller in completed.iter().filter_map(|c| c.caller.as_ref()) {
-                caller.reply_sent();
-            }
+            // Dropping the replies now releases the notifications they held back.
+            drop(completed);
         });
     }
 
-    /// Waits (at most `grace`) for running requests to finish.
-    pub async fn drain(&self, grace: Duration) -> bool {
+    /// Shutdown, step one: take no more requests (replies to server requests still count).
+    pub fn stop_accepting(&self) {
+        self.draining.store(true, Ordering::Release);
         self.tasks.close();
-        tokio::time::timeout(grace, self.tasks.wait()).await.is_ok()
+    }
+
+    /// Resolves once every request taken before [`Connection::stop_accepting`] has finished.
+    pub async fn requests_finished(&self) {
+        self.tasks.wait().await;
     }
 
     /// Marks the connection closed: pending server requests fail, notifications stop.
@@ -327,16 +378,8 @@ impl Drop for Connection {
     }
 }
 
-struct ReleaseOnDrop(Arc<ConnShared>);
-
-impl Drop for ReleaseOnDrop {
-    fn drop(&mut self) {
-        self.0.outbound.release();
-    }
-}
-
 fn ready(text: String) -> BoxFuture<'static, Completed> {
-    futures::future::ready(Completed { text, caller: None }).boxed()
+    futures::future::ready(Completed::reply(text)).boxed()
 }
 
 /// Runs one request through the method table and renders its reply.
@@ -372,7 +415,13 @@ async fn run_request(shared: Arc<ConnShared>, request: OwnedRequest) -> Complete
         Err(error) => envelope::failure(Some(&request.id), jsonrpc, &error),
     };
     shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-    Completed { text, caller }
+    Completed {
+        text,
+        release: Release {
+            caller,
+            connection: None,
+        },
+    }
 }
 
 /// Calls a jsonrpsee callback with a placeholder id; returns the serialized reply.

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::RpcError;
@@ -20,7 +21,69 @@ pub enum Line {
     TooLong,
 }
 
-/// Serves one connection over `input`/`output` until EOF or `shutdown`.
+/// Splits input into lines of at most `max` bytes without buffering longer ones. Progress lives in
+/// the reader, so a `next_line` cancelled by `select!` loses nothing.
+pub struct LineReader<R> {
+    input: R,
+    max: usize,
+    line: Vec<u8>,
+    too_long: bool,
+}
+
+impl<R: AsyncBufRead + Unpin> LineReader<R> {
+    pub fn new(input: R, max: usize) -> Self {
+        Self {
+            input,
+            max,
+            line: Vec::new(),
+            too_long: false,
+        }
+    }
+
+    /// The next line (without its `\n`), or `None` at EOF.
+    pub async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
+        loop {
+            let available = self.input.fill_buf().await?;
+            if available.is_empty() {
+                // EOF: a final line without a newline still counts.
+                return Ok(if self.too_long || !self.line.is_empty() {
+                    Some(self.take())
+                } else {
+                    None
+                });
+            }
+            let (chunk, found_newline) = match available.iter().position(|&b| b == b'\n') {
+                Some(end) => (&available[..end], true),
+                None => (available, false),
+            };
+            if !self.too_long {
+                if self.line.len() + chunk.len() > self.max {
+                    self.too_long = true;
+                    self.line = Vec::new();
+                } else {
+                    self.line.extend_from_slice(chunk);
+                }
+            }
+            let consumed = chunk.len() + usize::from(found_newline);
+            self.input.consume(consumed);
+            if found_newline {
+                return Ok(Some(self.take()));
+            }
+        }
+    }
+
+    fn take(&mut self) -> Line {
+        if std::mem::take(&mut self.too_long) {
+            self.line.clear();
+            Line::TooLong
+        } else {
+            Line::Text(std::mem::take(&mut self.line))
+        }
+    }
+}
+
+/// Serves one connection over `input`/`output` until EOF or `shutdown`, then lets running requests
+/// finish (at most `grace`).
 pub async fn serve<R, W>(
     input: R,
     output: W,
@@ -34,82 +97,54 @@ pub async fn serve<R, W>(
 {
     let (connection, receiver) = Connection::new(rpc, Overflow::Backpressure);
     let writer = tokio::spawn(write_lines(BufWriter::new(output), receiver));
-    let mut reader = BufReader::new(input);
+    let mut lines = LineReader::new(BufReader::new(input), max_message_bytes);
+    let mut input_open = true;
+    let mut drain_until: Option<Instant> = None;
     loop {
-        connection.outbound().wait_for_room().await;
-        let line = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            line = read_line(&mut reader, max_message_bytes) => line,
-        };
-        match line {
-            Ok(Some(Line::Text(bytes))) => {
-                let text = String::from_utf8_lossy(&bytes);
-                let text = text.trim_end_matches('\r');
-                if text.trim().is_empty() {
-                    continue;
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled(), if drain_until.is_none() => {
+                connection.stop_accepting();
+                drain_until = Some(Instant::now() + grace);
+            }
+            _ = connection.requests_finished(), if drain_until.is_some() => break,
+            _ = tokio::time::sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => break,
+            line = next_line_with_room(&connection, &mut lines), if input_open => match line {
+                Ok(Some(Line::Text(bytes))) => {
+                    let text = String::from_utf8_lossy(&bytes);
+                    let text = text.trim_end_matches('\r');
+                    if !text.trim().is_empty() {
+                        connection.handle_frame(text).await;
+                    }
                 }
-                connection.handle_frame(text).await;
-            }
-            Ok(Some(Line::TooLong)) => {
-                connection.reply_error(&RpcError::invalid_envelope(format!(
-                    "message exceeds {max_message_bytes} bytes"
-                )));
-            }
-            Ok(None) => {
-                tracing::debug!("stdin closed");
-                break;
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "reading stdin failed");
-                break;
-            }
+                Ok(Some(Line::TooLong)) => {
+                    connection.reply_error(&RpcError::invalid_envelope(format!(
+                        "message exceeds {max_message_bytes} bytes"
+                    )));
+                }
+                Ok(None) | Err(_) => {
+                    if let Err(err) = line {
+                        tracing::warn!(error = %err, "reading stdin failed");
+                    }
+                    tracing::debug!("stdin closed: shutting down");
+                    input_open = false;
+                    shutdown.cancel();
+                }
+            },
         }
     }
-    connection.drain(grace).await;
     connection.close();
     connection.push_close(1000, "");
     let _ = writer.await;
 }
 
-/// Reads one `\n`-terminated line of at most `max` bytes; a longer one is consumed and reported.
-pub async fn read_line<R: AsyncBufRead + Unpin>(
-    reader: &mut R,
-    max: usize,
+/// Waits for room in the outbound queue (the parent reads our stdout), then reads a line.
+async fn next_line_with_room<R: AsyncBufRead + Unpin>(
+    connection: &Connection,
+    lines: &mut LineReader<R>,
 ) -> std::io::Result<Option<Line>> {
-    let mut line = Vec::new();
-    let mut too_long = false;
-    loop {
-        let available = reader.fill_buf().await?;
-        if available.is_empty() {
-            // EOF: a final line without a newline still counts.
-            return Ok(match (too_long, line.is_empty()) {
-                (true, _) => Some(Line::TooLong),
-                (false, true) => None,
-                (false, false) => Some(Line::Text(line)),
-            });
-        }
-        let (chunk, found_newline) = match available.iter().position(|&b| b == b'\n') {
-            Some(end) => (&available[..end], true),
-            None => (available, false),
-        };
-        if !too_long {
-            if line.len() + chunk.len() > max {
-                too_long = true;
-                line = Vec::new();
-            } else {
-                line.extend_from_slice(chunk);
-            }
-        }
-        let consumed = chunk.len() + usize::from(found_newline);
-        reader.consume(consumed);
-        if found_newline {
-            return Ok(Some(if too_long {
-                Line::TooLong
-            } else {
-                Line::Text(line)
-            }));
-        }
-    }
+    connection.outbound().wait_for_room().await;
+    lines.next_line().await
 }
 
 async fn write_lines<W: AsyncWrite + Unpin>(
@@ -146,9 +181,9 @@ mod tests {
     use super::*;
 
     async fn lines(input: &[u8], max: usize) -> Vec<Line> {
-        let mut reader = BufReader::with_capacity(4, input);
+        let mut reader = LineReader::new(BufReader::with_capacity(4, input), max);
         let mut out = Vec::new();
-        while let Some(line) = read_line(&mut reader, max).await.unwrap() {
+        while let Some(line) = reader.next_line().await.unwrap() {
             out.push(line);
         }
         out

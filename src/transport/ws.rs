@@ -219,7 +219,6 @@ async fn run_socket(socket: WebSocket, shared: Arc<WsShared>) {
     tracing::debug!(connection = id, ?ending, "websocket reader stopped");
     match ending {
         Ending::Shutdown => {
-            connection.drain(shared.limits.shutdown_grace).await;
             connection.close();
             connection.push_close(1001, "server shutting down");
         }
@@ -263,10 +262,20 @@ async fn read_loop(
     );
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
+    // At shutdown, running requests get the grace period; the reader keeps taking replies to
+    // server requests meanwhile, since a request may be waiting for one.
+    let mut drain_until: Option<Instant> = None;
     loop {
         tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled() => return Ending::Shutdown,
+            _ = shared.shutdown.cancelled(), if drain_until.is_none() => {
+                connection.stop_accepting();
+                drain_until = Some(Instant::now() + shared.limits.shutdown_grace);
+            }
+            _ = connection.requests_finished(), if drain_until.is_some() => return Ending::Shutdown,
+            _ = tokio::time::sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => {
+                return Ending::Shutdown;
+            }
             _ = connection.outbound().overflowed().cancelled() => return Ending::Overflowed,
             _ = &mut idle => return Ending::Idle,
             _ = ping.tick() => {

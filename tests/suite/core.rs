@@ -707,6 +707,53 @@ async fn shutdown_finishes_in_flight_requests_then_closes_with_1001() {
 }
 
 #[tokio::test]
+async fn during_shutdown_a_pending_refresh_can_still_be_answered() {
+    let backend = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::header(
+            "authorization",
+            "Bearer access-fresh",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(usage_body()))
+        .with_priority(1)
+        .mount(&backend)
+        .await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(401))
+        .with_priority(10)
+        .mount(&backend)
+        .await;
+    let base = format!("chatgpt_base_url=\"{}\"", backend.uri());
+    let server = TestServer::start(&[&base]).await;
+    let mut client = server.client().await;
+    external_login(&mut client).await;
+    let id = client.request("account/rateLimits/read", json!(null)).await;
+    let request = client
+        .server_request("account/chatgptAuthTokens/refresh")
+        .await;
+    let stop = tokio::spawn(server.stop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // New requests are no longer taken...
+    client
+        .send(json!({"id": 555, "method": "account/read"}))
+        .await;
+    // ...but the reply the running request waits for is.
+    client
+        .send(json!({"id": request["id"], "result": {"idToken": idt("slow@example.com", "pro", "org-slow"), "accessToken": "access-fresh"}}))
+        .await;
+    assert!(client.response(id).await.get("result").is_some());
+    assert_eq!(
+        client.closed().await,
+        Some((1001, "server shutting down".to_owned()))
+    );
+    assert!(
+        client.received.iter().all(|m| m["id"] != json!(555)),
+        "no reply to a request sent during shutdown"
+    );
+    stop.await.unwrap();
+}
+
+#[tokio::test]
 async fn sigterm_exits_zero_and_removes_server_json() {
     let home = tempfile::tempdir().unwrap();
     let home_arg = home.path().to_str().unwrap();
