@@ -6,7 +6,7 @@
 //! frame — in particular the client's reply to a server request that a handler is waiting for.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -68,7 +68,6 @@ pub struct ConnShared {
     pending: Arc<PendingRequests>,
     handshake: OnceLock<Handshake>,
     initialized_notified: AtomicBool,
-    in_flight: AtomicUsize,
     open: AtomicBool,
 }
 
@@ -115,7 +114,8 @@ impl RequestScope {
 /// A request copied out of its frame so it can run as a task.
 struct OwnedRequest {
     id: Box<str>,
-    method: String,
+    method: &'static str,
+    callback: MethodCallback,
     params: Params<'static>,
     jsonrpc: bool,
 }
@@ -170,7 +170,6 @@ impl Connection {
             pending: Arc::new(PendingRequests::default()),
             handshake: OnceLock::new(),
             initialized_notified: AtomicBool::new(false),
-            in_flight: AtomicUsize::new(0),
             open: AtomicBool::new(true),
         });
         (
@@ -263,18 +262,27 @@ impl Connection {
                 params,
                 jsonrpc,
             } => {
+                // SPEC §3.6 check order: in-flight limit, then method.
                 if !shared.try_start_request() {
                     let jsonrpc = shared.reply_jsonrpc(jsonrpc);
                     let text = envelope::failure(Some(id), jsonrpc, &RpcError::overloaded());
                     return Some(ready(text));
                 }
+                let Some((name, callback)) = shared.server.methods.method_with_name(&method) else {
+                    shared.outbound.finish_request();
+                    let jsonrpc = shared.reply_jsonrpc(jsonrpc);
+                    let text =
+                        envelope::failure(Some(id), jsonrpc, &RpcError::method_not_found(&method));
+                    return Some(ready(text));
+                };
                 let request = OwnedRequest {
                     id: id.into(),
+                    method: name,
+                    callback: callback.clone(),
                     params: Params::new(params).into_owned(),
-                    method,
                     jsonrpc,
                 };
-                if request.method == "initialize" {
+                if request.method == crate::protocol::methods::INITIALIZE {
                     // The handshake completes before the next message is looked at (SPEC §3.5), and
                     // notifications wait until its reply is queued.
                     shared.outbound.hold();
@@ -308,7 +316,11 @@ impl Connection {
                     shared.initialized_notified.store(true, Ordering::Release);
                     tracing::debug!(connection = self.id(), "client sent initialized");
                 } else {
-                    tracing::debug!(connection = self.id(), method, "ignoring notification");
+                    tracing::debug!(
+                        connection = self.id(),
+                        method = &*method,
+                        "ignoring notification"
+                    );
                 }
                 None
             }
@@ -388,33 +400,38 @@ async fn run_request(shared: Arc<ConnShared>, request: OwnedRequest) -> Complete
         let link: Arc<dyn ClientLink> = shared.clone();
         Arc::new(Caller::new(link, handshake.client.clone()))
     });
-    let outcome = match shared.server.methods.method(&request.method) {
-        None => Err(RpcError::method_not_found(&request.method)),
-        Some(callback) => {
-            let scope = Arc::new(RequestScope {
-                conn: shared.clone(),
-                jsonrpc: request.jsonrpc,
-                caller: caller.clone(),
-            });
-            let mut extensions = jsonrpsee::core::server::Extensions::new();
-            extensions.insert(scope);
-            let call = invoke(callback.clone(), request.params, shared.id, extensions);
-            match AssertUnwindSafe(call).catch_unwind().await {
-                Ok(Some(json)) => Ok(json),
-                Ok(None) => Err(RpcError::method_not_found(&request.method)),
-                Err(_) => {
-                    tracing::error!(method = request.method, "request handler panicked");
-                    Err(RpcError::internal("internal error"))
-                }
-            }
+    let scope = Arc::new(RequestScope {
+        conn: shared.clone(),
+        jsonrpc: request.jsonrpc,
+        caller: caller.clone(),
+    });
+    let mut extensions = jsonrpsee::core::server::Extensions::new();
+    extensions.insert(scope);
+    // Ids jsonrpsee writes exactly as the client did go through it; others are spliced back in.
+    let passthrough = envelope::passthrough_id(&request.id);
+    let call_id = passthrough.clone().unwrap_or(Id::Null);
+    let call = invoke(
+        request.callback,
+        call_id,
+        request.params,
+        shared.id,
+        extensions,
+    );
+    let outcome = match AssertUnwindSafe(call).catch_unwind().await {
+        Ok(Some(reply)) => Ok(reply),
+        Ok(None) => Err(RpcError::method_not_found(request.method)),
+        Err(_) => {
+            tracing::error!(method = request.method, "request handler panicked");
+            Err(RpcError::internal("internal error"))
         }
     };
     let jsonrpc = shared.reply_jsonrpc(request.jsonrpc);
     let text = match outcome {
-        Ok(json) => envelope::readdress(&request.id, jsonrpc, &json),
+        Ok(reply) if passthrough.is_some() => envelope::adopt(reply, jsonrpc),
+        Ok(reply) => envelope::readdress(&request.id, jsonrpc, &reply),
         Err(error) => envelope::failure(Some(&request.id), jsonrpc, &error),
     };
-    shared.in_flight.fetch_sub(1, Ordering::AcqRel);
+    shared.outbound.finish_request();
     Completed {
         text,
         release: Release {
@@ -424,9 +441,10 @@ async fn run_request(shared: Arc<ConnShared>, request: OwnedRequest) -> Complete
     }
 }
 
-/// Calls a jsonrpsee callback with a placeholder id; returns the serialized reply.
+/// Calls a jsonrpsee callback; returns the reply it serialized.
 async fn invoke(
     callback: MethodCallback,
+    id: Id<'static>,
     params: Params<'static>,
     connection: u64,
     extensions: jsonrpsee::core::server::Extensions,
@@ -434,7 +452,7 @@ async fn invoke(
     let response = match callback {
         MethodCallback::Async(method) => {
             method(
-                Id::Null,
+                id,
                 params,
                 ConnectionId(connection as usize),
                 usize::MAX,
@@ -442,20 +460,16 @@ async fn invoke(
             )
             .await
         }
-        MethodCallback::Sync(method) => method(Id::Null, params, usize::MAX, extensions),
+        MethodCallback::Sync(method) => method(id, params, usize::MAX, extensions),
         MethodCallback::Subscription(_) | MethodCallback::Unsubscription(_) => return None,
     };
-    Some(response.into_json().get().to_owned())
+    let reply: Box<str> = response.into_json().into();
+    Some(reply.into_string())
 }
 
 impl ConnShared {
     fn try_start_request(&self) -> bool {
-        let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        if previous >= self.server.max_in_flight {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            return false;
-        }
-        true
+        self.outbound.start_request(self.server.max_in_flight)
     }
 
     /// Envelope style for a reply: fixed by a successful `initialize`, else mirrors the request.

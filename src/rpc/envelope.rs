@@ -4,6 +4,9 @@
 //! or oversized ids, so the envelope is handled here: each frame is classified without decoding its
 //! `params`, ids are kept as the exact bytes the client sent, and replies splice those bytes back in.
 
+use std::borrow::Cow;
+
+use jsonrpsee::types::Id;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
@@ -28,12 +31,12 @@ pub enum Frame<'a> {
 pub enum Entry<'a> {
     Request {
         id: &'a str,
-        method: String,
+        method: Cow<'a, str>,
         params: Option<&'a str>,
         jsonrpc: bool,
     },
     Notification {
-        method: String,
+        method: Cow<'a, str>,
         jsonrpc: bool,
     },
     /// A reply to one of our server→client requests.
@@ -154,7 +157,7 @@ fn classify(envelope: RawEnvelope<'_>) -> Entry<'_> {
     };
 
     if let Some(method) = envelope.method {
-        let Ok(method) = serde_json::from_str::<String>(method.get()) else {
+        let Some(method) = json_string(method) else {
             return invalid("method must be a string");
         };
         let params = envelope.params.map(RawValue::get);
@@ -186,6 +189,16 @@ fn classify(envelope: RawEnvelope<'_>) -> Entry<'_> {
     }
 
     invalid("missing method")
+}
+
+/// A JSON string value, borrowed when it has no escapes.
+fn json_string(raw: &RawValue) -> Option<Cow<'_, str>> {
+    match serde_json::from_str::<&str>(raw.get()) {
+        Ok(text) => Some(Cow::Borrowed(text)),
+        Err(_) => serde_json::from_str::<String>(raw.get())
+            .ok()
+            .map(Cow::Owned),
+    }
 }
 
 fn parse_error_object(error: &RawValue) -> Reply<'_> {
@@ -250,6 +263,28 @@ pub fn failure(id: Option<&str>, jsonrpc: bool, error: &RpcError) -> String {
     out.push_str(&message);
     out.push_str("}}");
     out
+}
+
+/// The id to hand jsonrpsee when it will serialize it exactly as the client sent it: an unsigned
+/// integer that fits 64 bits, or a string without escapes. Other ids go through [`readdress`].
+pub fn passthrough_id(raw: &str) -> Option<Id<'static>> {
+    if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.strip_suffix('"')) {
+        return (!inner.contains('\\')).then(|| Id::Str(Cow::Owned(inner.to_owned())));
+    }
+    raw.parse::<u64>()
+        .ok()
+        .filter(|n| n.to_string() == raw)
+        .map(Id::Number)
+}
+
+/// jsonrpsee's reply to a call made with a [`passthrough_id`], in the connection's envelope style:
+/// `"jsonrpc":"2.0"` is kept or cut out in place.
+pub fn adopt(mut reply: String, jsonrpc: bool) -> String {
+    const JSONRPC_MEMBER: &str = "\"jsonrpc\":\"2.0\",";
+    if !jsonrpc && reply[1..].starts_with(JSONRPC_MEMBER) {
+        reply.replace_range(1..1 + JSONRPC_MEMBER.len(), "");
+    }
+    reply
 }
 
 /// The reply jsonrpsee serialized for a call made with id `null`, re-addressed to the client's id.
@@ -450,6 +485,18 @@ mod tests {
         let req: Value =
             serde_json::from_str(&server_request(0, false, "a/b", &json!({"x":null}))).unwrap();
         assert_eq!(req, json!({"id":0,"method":"a/b","params":{"x":null}}));
+    }
+
+    #[test]
+    fn passthrough_ids_and_adoption() {
+        assert_eq!(passthrough_id("7"), Some(Id::Number(7)));
+        assert_eq!(passthrough_id("\"abc\""), Some(Id::Str("abc".into())));
+        for slow in ["-7", "\"a\\u0041\"", "18446744073709551616", "01"] {
+            assert_eq!(passthrough_id(slow), None, "{slow}");
+        }
+        let reply = r#"{"jsonrpc":"2.0","id":7,"result":{}}"#.to_owned();
+        assert_eq!(adopt(reply.clone(), true), reply);
+        assert_eq!(adopt(reply, false), r#"{"id":7,"result":{}}"#);
     }
 }
 

@@ -46,11 +46,13 @@ struct Held {
     waiting: Vec<String>,
 }
 
-/// How many frames are queued, shared by both ends.
+/// How many frames are queued, and how many requests will still queue a reply; shared by both
+/// ends so the writer can tell whether waiting a moment would let more replies share a write.
 #[derive(Default)]
 struct Level {
     depth: AtomicUsize,
     room: Notify,
+    running: AtomicUsize,
 }
 
 /// The writer's end of the queue.
@@ -145,6 +147,21 @@ impl Outbound {
     pub fn depth(&self) -> usize {
         self.level.depth.load(Ordering::Acquire)
     }
+
+    /// Counts a request that will queue a reply; false (nothing counted) when `limit` are running.
+    pub fn start_request(&self, limit: usize) -> bool {
+        let previous = self.level.running.fetch_add(1, Ordering::AcqRel);
+        if previous >= limit {
+            self.level.running.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// A request counted by [`Outbound::start_request`] is done.
+    pub fn finish_request(&self) {
+        self.level.running.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl OutboundReceiver {
@@ -158,6 +175,11 @@ impl OutboundReceiver {
         let frame = self.rx.try_recv().ok();
         self.dequeued(frame.is_some());
         frame
+    }
+
+    /// True while requests are running whose replies are not queued yet.
+    pub fn replies_pending(&self) -> bool {
+        self.level.running.load(Ordering::Acquire) > 0
     }
 
     fn dequeued(&self, took: bool) {

@@ -260,15 +260,21 @@ async fn read_loop(
         Instant::now() + shared.limits.ping_interval,
         shared.limits.ping_interval,
     );
+    // The idle timer is not reset per frame (that costs a timer-wheel update each time): frames
+    // only record when they arrived, and the timer re-arms itself when it fires early.
+    let mut last_inbound = Instant::now();
     let idle = tokio::time::sleep(idle_timeout);
-    tokio::pin!(idle);
+    // Created once, so each loop turn does not register new waiters.
+    let shutdown = shared.shutdown.cancelled();
+    let overflowed = connection.outbound().overflowed().cancelled();
+    tokio::pin!(idle, shutdown, overflowed);
     // At shutdown, running requests get the grace period; the reader keeps taking replies to
     // server requests meanwhile, since a request may be waiting for one.
     let mut drain_until: Option<Instant> = None;
     loop {
         tokio::select! {
             biased;
-            _ = shared.shutdown.cancelled(), if drain_until.is_none() => {
+            _ = &mut shutdown, if drain_until.is_none() => {
                 connection.stop_accepting();
                 drain_until = Some(Instant::now() + shared.limits.shutdown_grace);
             }
@@ -276,13 +282,19 @@ async fn read_loop(
             _ = tokio::time::sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => {
                 return Ending::Shutdown;
             }
-            _ = connection.outbound().overflowed().cancelled() => return Ending::Overflowed,
-            _ = &mut idle => return Ending::Idle,
+            _ = &mut overflowed => return Ending::Overflowed,
+            _ = &mut idle => {
+                let deadline = last_inbound + idle_timeout;
+                if Instant::now() >= deadline {
+                    return Ending::Idle;
+                }
+                idle.as_mut().reset(deadline);
+            }
             _ = ping.tick() => {
                 connection.outbound().push(OutFrame::Ping);
             }
             message = stream.next() => {
-                idle.as_mut().reset(Instant::now() + idle_timeout);
+                last_inbound = Instant::now();
                 match message {
                     Some(Ok(Message::Text(text))) => connection.handle_frame(text.as_str()).await,
                     Some(Ok(Message::Binary(data))) => {
@@ -319,27 +331,42 @@ async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut receiver: Outbo
     while let Some(first) = receiver.recv().await {
         let mut next = Some(first);
         let mut written = 0;
-        while let Some(frame) = next.take() {
-            let message = match frame {
-                OutFrame::Text(text) => Message::Text(text.into()),
-                OutFrame::Ping => Message::Ping(Default::default()),
-                OutFrame::Close(code, reason) => {
-                    let _ = sink
-                        .send(Message::Close(Some(CloseFrame {
-                            code,
-                            reason: reason.into(),
-                        })))
-                        .await;
-                    let _ = sink.close().await;
+        let mut yielded = false;
+        loop {
+            while let Some(frame) = next.take() {
+                let message = match frame {
+                    OutFrame::Text(text) => Message::Text(text.into()),
+                    OutFrame::Ping => Message::Ping(Default::default()),
+                    OutFrame::Close(code, reason) => {
+                        let _ = sink
+                            .send(Message::Close(Some(CloseFrame {
+                                code,
+                                reason: reason.into(),
+                            })))
+                            .await;
+                        let _ = sink.close().await;
+                        return;
+                    }
+                };
+                if sink.feed(message).await.is_err() {
                     return;
                 }
-            };
-            if sink.feed(message).await.is_err() {
-                return;
+                written += 1;
+                if written < WRITE_BATCH {
+                    next = receiver.try_recv();
+                }
             }
-            written += 1;
-            if written < WRITE_BATCH {
-                next = receiver.try_recv();
+            // Before paying for a write, let requests that are about to reply finish: their
+            // replies then share this write instead of each costing one. With nothing running
+            // (one request at a time), write at once.
+            if yielded || written >= WRITE_BATCH || !receiver.replies_pending() {
+                break;
+            }
+            yielded = true;
+            tokio::task::yield_now().await;
+            next = receiver.try_recv();
+            if next.is_none() {
+                break;
             }
         }
         if sink.flush().await.is_err() {
