@@ -62,6 +62,9 @@ fn main() {
     if options.command == "serve-floor" {
         return serve_floor();
     }
+    if options.get("pin") != Some("no") {
+        pin_driver();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -85,6 +88,38 @@ fn main() {
     });
 }
 
+/// On machines with two or more cores, servers run on CPU 0 and this driver on CPU 1 (via
+/// `taskset`), so the two never compete for a core and runs are comparable. `--pin no` disables it.
+fn pinning() -> bool {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    cores >= 2 && Command::new("taskset").arg("-V").output().is_ok()
+}
+
+fn pin_driver() {
+    if pinning() {
+        let _ = Command::new("taskset")
+            .args(["-cp", "1", &std::process::id().to_string()])
+            .stdout(Stdio::null())
+            .status();
+        PINNED.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+static PINNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A command for a server process: on CPU 0 when the driver is pinned.
+fn server_command(program: &std::path::Path) -> Command {
+    if PINNED.load(std::sync::atomic::Ordering::Relaxed) {
+        let mut command = Command::new("taskset");
+        command.args(["-c", "0"]).arg(program);
+        command
+    } else {
+        Command::new(program)
+    }
+}
+
 fn machine() {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -94,11 +129,16 @@ fn machine() {
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
         })
         .unwrap_or_else(|| "unknown".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
+    let cores = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|info| info.lines().filter(|l| l.starts_with("processor")).count())
         .unwrap_or(0);
+    let pinned = if PINNED.load(std::sync::atomic::Ordering::Relaxed) {
+        "servers pinned to CPU 0, the driver to CPU 1"
+    } else {
+        "no CPU pinning"
+    };
     println!(
-        "## Machine\n\n{cores} cores, {cpu}, {} {}\n",
+        "## Machine\n\n{cores} cores, {cpu}, {} {}; {pinned}\n",
         std::env::consts::OS,
         std::env::consts::ARCH
     );
@@ -136,7 +176,7 @@ impl Drop for Server {
 }
 
 fn spawn_floor() -> Server {
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut child = server_command(&std::env::current_exe().unwrap())
         .arg("serve-floor")
         .stdout(Stdio::piped())
         .spawn()
@@ -160,7 +200,7 @@ fn authbridge_binary() -> PathBuf {
 
 fn spawn_authbridge(extra: &[&str]) -> Server {
     let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(authbridge_binary())
+    let mut child = server_command(&authbridge_binary())
         .args([
             "serve",
             "--home",
@@ -194,13 +234,21 @@ fn spawn_authbridge(extra: &[&str]) -> Server {
     }
 }
 
+/// One run, and the server's CPU time per reply over it (µs; user + system, from /proc).
+struct Measured {
+    report: driver::Report,
+    cpu_us_per_request: f64,
+}
+
 async fn measure(
     server: &Server,
     connections: usize,
     in_flight: usize,
     duration: Duration,
     warmup: Duration,
-) -> driver::Report {
+) -> Measured {
+    let pid = server.child.id();
+    let cpu_before = driver::cpu_seconds(pid).unwrap_or(0.0);
     let report = driver::run(&driver::Load {
         url: server.url.clone(),
         token: server.token.clone(),
@@ -213,7 +261,11 @@ async fn measure(
     })
     .await;
     assert_eq!(report.errors, 0, "errors during the run");
-    report
+    let cpu = driver::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
+    Measured {
+        cpu_us_per_request: cpu * 1e6 / report.total.max(1) as f64,
+        report,
+    }
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -233,24 +285,33 @@ async fn throughput(options: &Options) {
         warmup.as_secs_f64()
     );
     println!(
-        "| connections × in flight | floor req/s | authbridge req/s | ratio | floor p50 / p99 / p99.9 (µs) | authbridge p50 / p99 / p99.9 (µs) | p50 ratio |"
+        "| connections × in flight | floor req/s | authbridge req/s | ratio | floor p50 / p99 / p99.9 (µs) | authbridge p50 / p99 / p99.9 (µs) | p50 ratio | server CPU per request, floor / authbridge (µs) |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (connections, in_flight) in SHAPES {
         let (mut floor_runs, mut bridge_runs) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
-            floor_runs.push(measure(&floor, connections, in_flight, duration, warmup).await);
             bridge_runs.push(measure(&bridge, connections, in_flight, duration, warmup).await);
+            floor_runs.push(measure(&floor, connections, in_flight, duration, warmup).await);
         }
-        let rate = |runs: &[driver::Report]| {
-            median(runs.iter().map(|r| r.requests_per_second()).collect())
+        let rate = |runs: &[Measured]| {
+            median(
+                runs.iter()
+                    .map(|r| r.report.requests_per_second())
+                    .collect(),
+            )
         };
-        let pct = |runs: &[driver::Report], p: f64| {
-            median(runs.iter().map(|r| r.percentile_us(p) as f64).collect())
+        let pct = |runs: &[Measured], p: f64| {
+            median(
+                runs.iter()
+                    .map(|r| r.report.percentile_us(p) as f64)
+                    .collect(),
+            )
         };
+        let cpu = |runs: &[Measured]| median(runs.iter().map(|r| r.cpu_us_per_request).collect());
         let (floor_rate, bridge_rate) = (rate(&floor_runs), rate(&bridge_runs));
         println!(
-            "| {connections} × {in_flight} | {floor_rate:.0} | {bridge_rate:.0} | {:.2} | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} | {:.2} |",
+            "| {connections} × {in_flight} | {floor_rate:.0} | {bridge_rate:.0} | {:.2} | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} | {:.2} | {:.1} / {:.1} |",
             bridge_rate / floor_rate,
             pct(&floor_runs, 50.0),
             pct(&floor_runs, 99.0),
@@ -259,6 +320,8 @@ async fn throughput(options: &Options) {
             pct(&bridge_runs, 99.0),
             pct(&bridge_runs, 99.9),
             pct(&bridge_runs, 50.0) / pct(&floor_runs, 50.0),
+            cpu(&floor_runs),
+            cpu(&bridge_runs),
         );
     }
     println!();

@@ -44,7 +44,10 @@ pub struct Load {
 
 /// What a load run measured.
 pub struct Report {
+    /// Replies within the measurement window.
     pub completed: u64,
+    /// Replies over the whole run, warm-up included.
+    pub total: u64,
     pub errors: u64,
     pub elapsed: Duration,
     /// Latency in microseconds.
@@ -135,13 +138,15 @@ pub async fn run(load: &Load) -> Report {
         .collect();
     let mut report = Report {
         completed: 0,
+        total: 0,
         errors: 0,
         elapsed: load.duration,
         latency: Histogram::new(3).unwrap(),
     };
     for task in tasks {
-        let (completed, errors, latency) = task.await.unwrap();
+        let (completed, total, errors, latency) = task.await.unwrap();
         report.completed += completed;
+        report.total += total;
         report.errors += errors;
         report.latency.add(latency).unwrap();
     }
@@ -155,10 +160,10 @@ async fn drive(
     in_flight: usize,
     measure_from: Instant,
     stop_at: Instant,
-) -> (u64, u64, Histogram<u64>) {
+) -> (u64, u64, u64, Histogram<u64>) {
     let (mut sink, mut stream) = socket.split();
     let mut latency = Histogram::<u64>::new(3).unwrap();
-    let (mut completed, mut errors) = (0u64, 0u64);
+    let (mut completed, mut total, mut errors) = (0u64, 0u64, 0u64);
     let mut sent_at: HashMap<u64, Instant> = HashMap::with_capacity(in_flight * 2);
     let mut next_id = 1u64;
     let frame = |id: u64| format!("{{\"id\":{id},\"method\":\"{method}\",\"params\":{params}}}");
@@ -183,6 +188,7 @@ async fn drive(
         let Some(started) = reply.id.and_then(|id| sent_at.remove(&id)) else {
             continue;
         };
+        total += 1;
         let now = Instant::now();
         if now >= measure_from && now < stop_at {
             if reply.error.is_some() {
@@ -201,7 +207,7 @@ async fn drive(
         }
     }
     let _ = sink.close().await;
-    (completed, errors, latency)
+    (completed, total, errors, latency)
 }
 
 // ---- the floor: the smallest JSON-RPC responder on the same axum WebSocket stack ----
@@ -451,6 +457,16 @@ pub async fn storm(
     result.refresh_requests = owner.refresh_requests.load(Ordering::Relaxed) - refreshes_before;
     result.backend_calls = backend.calls.load(Ordering::Relaxed) - calls_before;
     result
+}
+
+/// CPU time (user + system) a process has used, in seconds (Linux; clock-tick resolution).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }
 
 /// Resident set size of a process, in bytes (Linux).
