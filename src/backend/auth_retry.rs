@@ -196,6 +196,7 @@ where
             let Some(retry) = retry else {
                 return Ok(response);
             };
+            let response = buffer_body(response).await;
             tracing::debug!(
                 generation = credential.generation,
                 "backend answered 401; recovering credentials"
@@ -212,6 +213,20 @@ where
         }
         .boxed()
     }
+}
+
+/// Reads a 401's body now, so that its connection goes back to the pool for the retry instead of
+/// staying tied up while the refresh runs; the rebuilt response is returned if the 401 stands.
+async fn buffer_body(response: Response) -> Response {
+    let status = response.status();
+    let version = response.version();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap_or_default();
+    let mut rebuilt = http::Response::new(body);
+    *rebuilt.status_mut() = status;
+    *rebuilt.version_mut() = version;
+    *rebuilt.headers_mut() = headers;
+    Response::from(rebuilt)
 }
 
 /// Sets `Authorization` (marked sensitive) and `ChatGPT-Account-Id`.
@@ -304,10 +319,7 @@ mod tests {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 let status = if ok { 200 } else { 401 };
                 Ok(Response::from(
-                    axum::http::Response::builder()
-                        .status(status)
-                        .body("")
-                        .unwrap(),
+                    http::Response::builder().status(status).body("").unwrap(),
                 ))
             }
             .boxed()
@@ -319,6 +331,19 @@ mod tests {
             reqwest::Method::GET,
             "http://127.0.0.1:9/usage".parse().unwrap(),
         )
+    }
+
+    #[tokio::test]
+    async fn a_buffered_401_keeps_its_status_headers_and_body() {
+        let original = http::Response::builder()
+            .status(401)
+            .header("content-type", "application/json")
+            .body(r#"{"error":"expired"}"#)
+            .unwrap();
+        let buffered = buffer_body(Response::from(original)).await;
+        assert_eq!(buffered.status(), 401);
+        assert_eq!(buffered.headers()["content-type"], "application/json");
+        assert_eq!(buffered.text().await.unwrap(), r#"{"error":"expired"}"#);
     }
 
     #[tokio::test]
