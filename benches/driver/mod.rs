@@ -109,6 +109,12 @@ struct Reply {
     error: Option<Value>,
 }
 
+/// A histogram of latencies in microseconds, from 1 µs to one minute, at three significant figures.
+/// Its bounds are fixed so that `saturating_record` clamps rather than silently losing values.
+fn latency_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
 /// Runs `load`: every connection keeps `in_flight` requests outstanding; latencies are recorded
 /// after the warm-up, for `duration`.
 pub async fn run(load: &Load) -> Report {
@@ -141,7 +147,7 @@ pub async fn run(load: &Load) -> Report {
         total: 0,
         errors: 0,
         elapsed: load.duration,
-        latency: Histogram::new(3).unwrap(),
+        latency: latency_histogram(),
     };
     for task in tasks {
         let (completed, total, errors, latency) = task.await.unwrap();
@@ -162,7 +168,7 @@ async fn drive(
     stop_at: Instant,
 ) -> (u64, u64, u64, Histogram<u64>) {
     let (mut sink, mut stream) = socket.split();
-    let mut latency = Histogram::<u64>::new(3).unwrap();
+    let mut latency = latency_histogram();
     let (mut completed, mut total, mut errors) = (0u64, 0u64, 0u64);
     let mut sent_at: HashMap<u64, Instant> = HashMap::with_capacity(in_flight * 2);
     let mut next_id = 1u64;
@@ -420,7 +426,7 @@ pub async fn storm(
                 .unwrap();
             }
             sink.flush().await.unwrap();
-            let mut latency = Histogram::<u64>::new(3).unwrap();
+            let mut latency = latency_histogram();
             let mut errors = 0u64;
             while !sent_at.is_empty() {
                 let Some(Ok(Message::Text(text))) = stream.next().await else {
@@ -447,7 +453,7 @@ pub async fn storm(
         refresh_requests: 0,
         backend_calls: 0,
         errors: 0,
-        latency: Histogram::new(3).unwrap(),
+        latency: latency_histogram(),
     };
     for task in tasks {
         let (errors, latency) = task.await.unwrap();
