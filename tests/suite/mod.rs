@@ -1,9 +1,9 @@
 mod account;
+mod bench_smoke;
+mod browser;
+mod codex_compat;
 mod core;
+mod ecosystem;
 mod managed_login;
 mod refresh;
 mod security;
-mod ecosystem;
-mod browser;
-mod bench_smoke;
-mod codex_compat;
