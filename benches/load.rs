@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench load                      # everything (about three minutes)
 //! cargo bench --bench load -- throughput        # floor vs authbridge at 1x1, 4x16, 16x8
+//!     [--shapes 1x1,4x16] [--rounds 3] [--duration 5] [--warmup 1]
 //! cargo bench --bench load -- storm             # refresh storms of 1, 100, 1000 reads
 //! cargo bench --bench load -- memory            # RSS with 1000 idle connections
 //! cargo bench --bench load -- startup           # process start to /readyz 200; binary size
@@ -20,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-const SHAPES: [(usize, usize); 3] = [(1, 1), (4, 16), (16, 8)];
+const SHAPES: &str = "1x1,4x16,16x8";
 
 struct Options {
     command: String,
@@ -268,6 +269,19 @@ async fn measure(
     }
 }
 
+/// Parses "1x1,4x16": connections × requests in flight per connection.
+fn shapes(list: &str) -> Vec<(usize, usize)> {
+    list.split(',')
+        .map(|shape| {
+            let (connections, in_flight) = shape.split_once('x').expect("shapes like 4x16");
+            (
+                connections.trim().parse().expect("a number of connections"),
+                in_flight.trim().parse().expect("a number in flight"),
+            )
+        })
+        .collect()
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(|a, b| a.partial_cmp(b).unwrap());
     values[values.len() / 2]
@@ -280,7 +294,7 @@ async fn throughput(options: &Options) {
     let floor = spawn_floor();
     let bridge = spawn_authbridge(&[]);
     println!(
-        "## account/read vs the floor ({rounds} alternating rounds of {}s after {}s warm-up; medians)\n",
+        "## account/read vs the floor ({rounds} alternating rounds of {}s after {}s warm-up; medians, ratios paired per round)\n",
         duration.as_secs_f64(),
         warmup.as_secs_f64()
     );
@@ -288,12 +302,28 @@ async fn throughput(options: &Options) {
         "| connections × in flight | floor req/s | authbridge req/s | ratio | floor p50 / p99 / p99.9 (µs) | authbridge p50 / p99 / p99.9 (µs) | p50 ratio | server CPU per request, floor / authbridge (µs) |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for (connections, in_flight) in SHAPES {
+    for (connections, in_flight) in shapes(options.get("shapes").unwrap_or(SHAPES)) {
         let (mut floor_runs, mut bridge_runs) = (Vec::new(), Vec::new());
-        for _ in 0..rounds {
-            bridge_runs.push(measure(&bridge, connections, in_flight, duration, warmup).await);
-            floor_runs.push(measure(&floor, connections, in_flight, duration, warmup).await);
+        for round in 0..rounds {
+            // Alternate which server goes first, so drift in the machine's speed cancels out.
+            if round % 2 == 0 {
+                bridge_runs.push(measure(&bridge, connections, in_flight, duration, warmup).await);
+                floor_runs.push(measure(&floor, connections, in_flight, duration, warmup).await);
+            } else {
+                floor_runs.push(measure(&floor, connections, in_flight, duration, warmup).await);
+                bridge_runs.push(measure(&bridge, connections, in_flight, duration, warmup).await);
+            }
         }
+        // Ratios are taken per round (each pair ran back to back), then the median.
+        let paired = |of: &dyn Fn(&Measured) -> f64| {
+            median(
+                bridge_runs
+                    .iter()
+                    .zip(&floor_runs)
+                    .map(|(bridge, floor)| of(bridge) / of(floor))
+                    .collect(),
+            )
+        };
         let rate = |runs: &[Measured]| {
             median(
                 runs.iter()
@@ -312,14 +342,14 @@ async fn throughput(options: &Options) {
         let (floor_rate, bridge_rate) = (rate(&floor_runs), rate(&bridge_runs));
         println!(
             "| {connections} × {in_flight} | {floor_rate:.0} | {bridge_rate:.0} | {:.2} | {:.0} / {:.0} / {:.0} | {:.0} / {:.0} / {:.0} | {:.2} | {:.1} / {:.1} |",
-            bridge_rate / floor_rate,
+            paired(&|run| run.report.requests_per_second()),
             pct(&floor_runs, 50.0),
             pct(&floor_runs, 99.0),
             pct(&floor_runs, 99.9),
             pct(&bridge_runs, 50.0),
             pct(&bridge_runs, 99.0),
             pct(&bridge_runs, 99.9),
-            pct(&bridge_runs, 50.0) / pct(&floor_runs, 50.0),
+            paired(&|run| run.report.percentile_us(50.0) as f64),
             cpu(&floor_runs),
             cpu(&bridge_runs),
         );
