@@ -2,9 +2,9 @@
 //! per idle connection, startup time and binary size. Prints Markdown for docs/BENCHMARKS.md.
 //!
 //! ```text
-//! cargo bench --bench load                      # everything (about three minutes)
+//! cargo bench --bench load                      # everything (about five minutes)
 //! cargo bench --bench load -- throughput        # floor vs authbridge at 1x1, 4x16, 16x8
-//!     [--shapes 1x1,4x16] [--rounds 3] [--duration 5] [--warmup 1]
+//!     [--shapes 1x1,4x16] [--rounds 5] [--duration 5] [--warmup 1]
 //! cargo bench --bench load -- storm             # refresh storms of 1, 100, 1000 reads
 //! cargo bench --bench load -- memory            # RSS with 1000 idle connections
 //! cargo bench --bench load -- startup           # process start to /readyz 200; binary size
@@ -290,7 +290,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 async fn throughput(options: &Options) {
     let duration = Duration::from_secs_f64(options.number("duration", 5.0));
     let warmup = Duration::from_secs_f64(options.number("warmup", 1.0));
-    let rounds = options.number("rounds", 3.0) as usize;
+    let rounds = options.number("rounds", 5.0) as usize;
     let floor = spawn_floor();
     let bridge = spawn_authbridge(&[]);
     println!(
