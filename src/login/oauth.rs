@@ -156,14 +156,7 @@ impl OAuthClient {
             ("client_id", &self.client_id),
             ("code_verifier", code_verifier.expose_secret()),
         ];
-        let response = self
-            .http
-            .post(format!("{}/oauth/token", self.issuer))
-            .form(&form)
-            .timeout(ISSUER_TIMEOUT)
-            .send()
-            .await
-            .map_err(|err| describe(&err))?;
+        let response = self.post_token_form(&form).await?;
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if !status.is_success() {
@@ -173,6 +166,17 @@ impl OAuthClient {
             ));
         }
         serde_json::from_str(&text).map_err(|err| format!("invalid token endpoint response: {err}"))
+    }
+
+    /// `POST <issuer>/oauth/token` with a form body; `Err` describes a transport failure.
+    async fn post_token_form(&self, form: &[(&str, &str)]) -> Result<reqwest::Response, String> {
+        self.http
+            .post(format!("{}/oauth/token", self.issuer))
+            .form(form)
+            .timeout(ISSUER_TIMEOUT)
+            .send()
+            .await
+            .map_err(|err| describe(&err))
     }
 
     /// Best effort: trades the id token for an API key (`OPENAI_API_KEY`).
@@ -194,14 +198,7 @@ impl OAuthClient {
                 "urn:ietf:params:oauth:token-type:id_token",
             ),
         ];
-        let response = self
-            .http
-            .post(format!("{}/oauth/token", self.issuer))
-            .form(&form)
-            .timeout(ISSUER_TIMEOUT)
-            .send()
-            .await
-            .map_err(|err| describe(&err))?;
+        let response = self.post_token_form(&form).await?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("API key exchange returned status {status}"));

@@ -15,32 +15,13 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
+import { LAUNCH_ARGS, option as sharedOption } from "./common.mjs";
 
 const OVERALL_MS = 25_000;
 const PROBE_MS = 5_000;
 const started = Date.now();
 
-const LAUNCH_ARGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
-
-function option(name, envName, fallback) {
-  const prefix = `--${name}=`;
-  const arg = process.argv.slice(2).find((a) => a.startsWith(prefix));
-  const value = arg !== undefined ? arg.slice(prefix.length) : process.env[envName] ?? fallback;
-  if (value === undefined || value === "") {
-    process.stderr.write(`origin.mjs: missing --${name}=… (or ${envName})\n`);
-    process.exit(2);
-  }
-  return value;
-}
+const option = (name, envName, fallback) => sharedOption("origin.mjs", name, envName, fallback);
 
 const wsUrl = option("ws-url", "AUTHBRIDGE_WS_URL");
 const httpBase = option("http-base", "AUTHBRIDGE_HTTP_BASE").replace(/\/+$/, "");
