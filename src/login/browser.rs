@@ -227,4 +227,28 @@ mod tests {
         assert!(html.contains("&lt;script&gt;"));
         assert!(!html.contains("<script>"));
     }
+
+    /// 1455 held by something that never answers `/cancel` (a listener that does not accept):
+    /// after the cancel attempt and the retries, the login binds 1457.
+    #[tokio::test]
+    async fn a_busy_default_port_falls_back_to_the_second_port() {
+        let Ok(_squatter) = std::net::TcpListener::bind(("127.0.0.1", DEFAULT_PORT)) else {
+            eprintln!("skipped: 127.0.0.1:{DEFAULT_PORT} is in use on this machine");
+            return;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", FALLBACK_PORT)).is_err() {
+            eprintln!("skipped: 127.0.0.1:{FALLBACK_PORT} is in use on this machine");
+            return;
+        }
+        let listener = bind(DEFAULT_PORT, &reqwest::Client::new()).await.unwrap();
+        assert_eq!(listener.local_addr().unwrap().port(), FALLBACK_PORT);
+    }
+
+    #[tokio::test]
+    async fn a_busy_port_other_than_the_default_is_an_error() {
+        let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = squatter.local_addr().unwrap().port();
+        let err = bind(port, &reqwest::Client::new()).await.unwrap_err();
+        assert_eq!(err, format!("Port 127.0.0.1:{port} is already in use"));
+    }
 }
