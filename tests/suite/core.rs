@@ -383,13 +383,7 @@ async fn oversized_frames_close_the_connection_with_1009_and_others_keep_working
     let reply = other.call("account/read", json!({})).await;
     assert!(reply.get("result").is_some());
     let mut fresh = server.client().await;
-    assert!(
-        fresh
-            .call("account/read", json!({}))
-            .await
-            .get("result")
-            .is_some()
-    );
+    fresh.call_result("account/read", json!({})).await;
 }
 
 #[tokio::test]
@@ -481,13 +475,7 @@ async fn in_flight_limit_is_configurable() {
     }
     assert_eq!(errors, 1);
     // Slots free up once requests finish.
-    assert!(
-        client
-            .call("account/read", json!({}))
-            .await
-            .get("result")
-            .is_some()
-    );
+    client.call_result("account/read", json!({})).await;
 }
 
 #[tokio::test]
@@ -533,24 +521,13 @@ async fn a_client_that_never_reads_is_dropped_without_slowing_others() {
     // Meanwhile the other client is answered promptly.
     for _ in 0..20 {
         let started = tokio::time::Instant::now();
-        assert!(
-            fast.call("account/read", json!({}))
-                .await
-                .get("result")
-                .is_some()
-        );
+        fast.call_result("account/read", json!({})).await;
         assert!(started.elapsed() < Duration::from_secs(2));
     }
     flood.await.unwrap();
     // The slot the slow client held is free again.
     let mut third = server.client().await;
-    assert!(
-        third
-            .call("account/read", json!({}))
-            .await
-            .get("result")
-            .is_some()
-    );
+    third.call_result("account/read", json!({})).await;
 }
 
 #[tokio::test]
@@ -633,13 +610,7 @@ async fn health_routes_and_http_errors() {
         426
     );
     let mut client = server.client().await;
-    assert!(
-        client
-            .call("account/read", json!({}))
-            .await
-            .get("result")
-            .is_some()
-    );
+    client.call_result("account/read", json!({})).await;
 }
 
 #[tokio::test]
@@ -675,13 +646,7 @@ async fn clients_answering_pings_stay_connected() {
     client
         .assert_none(Duration::from_secs(4), "anything", |_| true)
         .await;
-    assert!(
-        client
-            .call("account/read", json!({}))
-            .await
-            .get("result")
-            .is_some()
-    );
+    client.call_result("account/read", json!({})).await;
 }
 
 #[tokio::test]

@@ -854,6 +854,21 @@ async fn lifecycle_server(backend: &MockServer, issuer: &MockServer) -> TestServ
     TestServer::start(&[&base, &refresh]).await
 }
 
+/// Writes a managed auth.json for user@example.com (plan `pro`, workspace `org-1`).
+fn write_user_tokens(home: &std::path::Path, access: &str, refresh: &str, last_refresh: &str) {
+    write_auth(
+        home,
+        &managed_auth(
+            "user@example.com",
+            "pro",
+            "org-1",
+            access,
+            refresh,
+            last_refresh,
+        ),
+    );
+}
+
 fn expired_access(token: &str) -> String {
     jwt(json!({"exp": time::OffsetDateTime::now_utc().unix_timestamp() - 60, "nonce": token}))
 }
@@ -867,25 +882,16 @@ async fn an_expired_access_token_is_refreshed_before_the_call() {
     )
     .await;
     let server = lifecycle_server(&backend, &issuer).await;
-    write_auth(
+    write_user_tokens(
         server.home(),
-        &managed_auth(
-            "user@example.com",
-            "pro",
-            "org-1",
-            &expired_access("old"),
-            "refresh-old",
-            &now_rfc3339(),
-        ),
+        &expired_access("old"),
+        "refresh-old",
+        &now_rfc3339(),
     );
     let mut client = server.client().await;
-    assert!(
-        client
-            .call("account/rateLimits/read", Value::Null)
-            .await
-            .get("result")
-            .is_some()
-    );
+    client
+        .call_result("account/rateLimits/read", Value::Null)
+        .await;
     assert_eq!(
         backend.received_requests().await.unwrap().len(),
         1,
@@ -905,25 +911,11 @@ async fn an_old_token_without_exp_is_refreshed_after_eight_days() {
     )
     .await;
     let server = lifecycle_server(&backend, &issuer).await;
-    write_auth(
-        server.home(),
-        &managed_auth(
-            "user@example.com",
-            "pro",
-            "org-1",
-            "opaque-old",
-            "refresh-old",
-            &days_ago(9),
-        ),
-    );
+    write_user_tokens(server.home(), "opaque-old", "refresh-old", &days_ago(9));
     let mut client = server.client().await;
-    assert!(
-        client
-            .call("account/rateLimits/read", Value::Null)
-            .await
-            .get("result")
-            .is_some()
-    );
+    client
+        .call_result("account/rateLimits/read", Value::Null)
+        .await;
     assert_eq!(issuer.received_requests().await.unwrap().len(), 1);
     let written: Value =
         serde_json::from_str(&std::fs::read_to_string(server.auth_json()).unwrap()).unwrap();
@@ -940,25 +932,11 @@ async fn a_transient_refresh_failure_keeps_the_current_token() {
     let issuer =
         grant_issuer(ResponseTemplate::new(502).set_body_raw("upstream", "text/plain")).await;
     let server = lifecycle_server(&backend, &issuer).await;
-    write_auth(
-        server.home(),
-        &managed_auth(
-            "user@example.com",
-            "pro",
-            "org-1",
-            "opaque-old",
-            "refresh-old",
-            &days_ago(9),
-        ),
-    );
+    write_user_tokens(server.home(), "opaque-old", "refresh-old", &days_ago(9));
     let mut client = server.client().await;
-    assert!(
-        client
-            .call("account/rateLimits/read", Value::Null)
-            .await
-            .get("result")
-            .is_some()
-    );
+    client
+        .call_result("account/rateLimits/read", Value::Null)
+        .await;
     assert_eq!(
         client.call("account/read", json!({})).await["result"]["account"]["email"],
         json!("user@example.com")
@@ -974,17 +952,7 @@ async fn account_read_can_force_a_refresh() {
     )
     .await;
     let server = lifecycle_server(&backend, &issuer).await;
-    write_auth(
-        server.home(),
-        &managed_auth(
-            "user@example.com",
-            "pro",
-            "org-1",
-            "access-old",
-            "refresh-old",
-            &now_rfc3339(),
-        ),
-    );
+    write_user_tokens(server.home(), "access-old", "refresh-old", &now_rfc3339());
     let mut client = server.client().await;
     let reply = client
         .call("account/read", json!({"refreshToken": true}))
@@ -1010,17 +978,7 @@ async fn permanent_failure(code: &str) -> (Value, Value, usize, usize) {
         grant_issuer(ResponseTemplate::new(401).set_body_json(json!({"error": {"code": code}})))
             .await;
     let server = lifecycle_server(&backend, &issuer).await;
-    write_auth(
-        server.home(),
-        &managed_auth(
-            "user@example.com",
-            "pro",
-            "org-1",
-            "opaque",
-            "refresh-old",
-            &days_ago(9),
-        ),
-    );
+    write_user_tokens(server.home(), "opaque", "refresh-old", &days_ago(9));
     let mut client = server.client().await;
     let forced = client
         .call("account/read", json!({"refreshToken": true}))
@@ -1082,17 +1040,7 @@ async fn a_new_refresh_token_in_auth_json_clears_the_latch() {
     )
     .await;
     let server = lifecycle_server(&backend, &issuer).await;
-    write_auth(
-        server.home(),
-        &managed_auth(
-            "user@example.com",
-            "pro",
-            "org-1",
-            "opaque",
-            "refresh-old",
-            &days_ago(9),
-        ),
-    );
+    write_user_tokens(server.home(), "opaque", "refresh-old", &days_ago(9));
     let mut client = server.client().await;
     client
         .call("account/read", json!({"refreshToken": true}))
@@ -1102,28 +1050,19 @@ async fn a_new_refresh_token_in_auth_json_clears_the_latch() {
         json!(null)
     );
     // Another process signs in again.
-    write_auth(
+    write_user_tokens(
         server.home(),
-        &managed_auth(
-            "user@example.com",
-            "pro",
-            "org-1",
-            "fresh-access",
-            "refresh-fresh",
-            &now_rfc3339(),
-        ),
+        "fresh-access",
+        "refresh-fresh",
+        &now_rfc3339(),
     );
     assert_eq!(
         client.call("account/read", json!({})).await["result"]["account"]["email"],
         json!("user@example.com")
     );
-    assert!(
-        client
-            .call("account/rateLimits/read", Value::Null)
-            .await
-            .get("result")
-            .is_some()
-    );
+    client
+        .call_result("account/rateLimits/read", Value::Null)
+        .await;
 }
 
 #[tokio::test]
@@ -1142,30 +1081,15 @@ async fn a_401_adopts_tokens_another_process_already_rotated() {
         .await;
     let issuer = grant_issuer(ResponseTemplate::new(500)).await;
     let server = lifecycle_server(&backend, &issuer).await;
-    write_auth(
-        server.home(),
-        &managed_auth(
-            "user@example.com",
-            "pro",
-            "org-1",
-            "access-old",
-            "refresh-old",
-            &now_rfc3339(),
-        ),
-    );
+    write_user_tokens(server.home(), "access-old", "refresh-old", &now_rfc3339());
     let mut client = server.client().await;
     let id = client.request("account/rateLimits/read", Value::Null).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    write_auth(
+    write_user_tokens(
         server.home(),
-        &managed_auth(
-            "user@example.com",
-            "pro",
-            "org-1",
-            "access-rotated",
-            "refresh-rotated",
-            &now_rfc3339(),
-        ),
+        "access-rotated",
+        "refresh-rotated",
+        &now_rfc3339(),
     );
     assert!(client.response(id).await.get("result").is_some());
     assert!(
@@ -1183,17 +1107,7 @@ async fn a_401_after_logout_elsewhere_says_so() {
         .await;
     let issuer = grant_issuer(ResponseTemplate::new(500)).await;
     let server = lifecycle_server(&backend, &issuer).await;
-    write_auth(
-        server.home(),
-        &managed_auth(
-            "user@example.com",
-            "pro",
-            "org-1",
-            "access-old",
-            "refresh-old",
-            &now_rfc3339(),
-        ),
-    );
+    write_user_tokens(server.home(), "access-old", "refresh-old", &now_rfc3339());
     let mut client = server.client().await;
     let id = client.request("account/rateLimits/read", Value::Null).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -1257,17 +1171,7 @@ async fn two_processes_sharing_a_home_refresh_once() {
         .mount(&issuer)
         .await;
     let home = tempfile::tempdir().unwrap();
-    write_auth(
-        home.path(),
-        &managed_auth(
-            "user@example.com",
-            "pro",
-            "org-1",
-            "access-0",
-            "refresh-0",
-            &now_rfc3339(),
-        ),
-    );
+    write_user_tokens(home.path(), "access-0", "refresh-0", &now_rfc3339());
     let base = format!("chatgpt_base_url=\"{}\"", backend.uri());
     let refresh = format!("auth.refresh_token_url=\"{}/oauth/token\"", issuer.uri());
     let args = [

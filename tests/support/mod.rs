@@ -248,6 +248,12 @@ impl Client {
         self.response(id).await
     }
 
+    /// Sends a request and returns its result; panics with the reply if it is an error.
+    pub async fn call_result(&mut self, method: &str, params: Value) -> Value {
+        let id = self.request(method, params).await;
+        self.result(id).await
+    }
+
     /// The SPEC §13 handshake.
     pub async fn initialize(&mut self) -> Value {
         let reply = self
