@@ -72,6 +72,15 @@ fn header_of(request: &Request, name: &str) -> Option<String> {
         .map(|value| value.to_str().unwrap().to_owned())
 }
 
+/// Fails if `client` receives a refresh request within 300 ms (`what` names it in the failure).
+async fn assert_no_refresh_request(client: &mut Client, what: &str) {
+    client
+        .assert_none(Duration::from_millis(300), what, |v| {
+            v["method"] == json!(REFRESH)
+        })
+        .await;
+}
+
 fn rl(text: &str) -> Value {
     json!({"code": -32603, "message": format!("failed to fetch codex rate limits: {text}")})
 }
@@ -223,13 +232,7 @@ async fn a_client_error_reply_fails_fast_without_a_second_refresh() {
         rl("auth refresh request failed: code=-32000 message=refresh failed")
     );
     assert_eq!(requests(&backend).await.len(), 1);
-    client
-        .assert_none(
-            Duration::from_millis(300),
-            "a second refresh request",
-            |v| v["method"] == json!(REFRESH),
-        )
-        .await;
+    assert_no_refresh_request(&mut client, "a second refresh request").await;
 }
 
 #[tokio::test]
@@ -387,13 +390,7 @@ async fn concurrent_401s_cause_exactly_one_refresh() {
             );
         }
     }
-    owner
-        .assert_none(
-            Duration::from_millis(300),
-            "a second refresh request",
-            |v| v["method"] == json!(REFRESH),
-        )
-        .await;
+    assert_no_refresh_request(&mut owner, "a second refresh request").await;
     let seen = requests(&backend).await;
     let stale = seen
         .iter()
@@ -429,13 +426,7 @@ async fn a_second_401_is_surfaced_without_a_loop() {
         ))
     );
     assert_eq!(requests(&backend).await.len(), 2);
-    client
-        .assert_none(
-            Duration::from_millis(300),
-            "a second refresh request",
-            |v| v["method"] == json!(REFRESH),
-        )
-        .await;
+    assert_no_refresh_request(&mut client, "a second refresh request").await;
 }
 
 #[tokio::test]
@@ -454,13 +445,7 @@ async fn refresh_requests_go_to_the_owner_only() {
         reader.result(id).await,
         json!({"rateLimits": usage_snapshot()})
     );
-    reader
-        .assert_none(
-            Duration::from_millis(200),
-            "a refresh request on a non-owner",
-            |v| v["method"] == json!(REFRESH),
-        )
-        .await;
+    assert_no_refresh_request(&mut reader, "a refresh request on a non-owner").await;
 
     // The owner leaves; the tokens stay, but nobody can refresh them.
     drop(owner);
@@ -551,11 +536,7 @@ async fn rate_limits_need_chatgpt_credentials() {
         requests(&backend).await.is_empty(),
         "an API key never reaches the backend"
     );
-    client
-        .assert_none(Duration::from_millis(200), "a refresh request", |v| {
-            v["method"] == json!(REFRESH)
-        })
-        .await;
+    assert_no_refresh_request(&mut client, "a refresh request").await;
 }
 
 #[tokio::test]
