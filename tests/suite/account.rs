@@ -11,13 +11,8 @@ fn mode_of(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
-fn is_method(method: &'static str) -> impl Fn(&Value) -> bool {
-    move |v| v.get("method") == Some(&json!(method))
-}
-
 async fn read(client: &mut Client) -> Value {
-    let id = client.request("account/read", json!({})).await;
-    client.result(id).await
+    client.call_result("account/read", json!({})).await
 }
 
 #[tokio::test]
@@ -582,11 +577,7 @@ async fn opted_out_notifications_are_not_sent() {
         .await;
     quiet.notification("account/login/completed").await;
     quiet
-        .assert_none(
-            Duration::from_millis(300),
-            "account/updated",
-            is_method("account/updated"),
-        )
+        .assert_no_method(Duration::from_millis(300), "account/updated")
         .await;
 }
 

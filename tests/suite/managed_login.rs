@@ -311,9 +311,7 @@ async fn failing_login(
     assert_eq!(done["loginId"], json!(login.login_id));
     assert_eq!(done["success"], json!(false));
     client
-        .assert_none(Duration::from_millis(300), "account/updated", |v| {
-            v["method"] == json!("account/updated")
-        })
+        .assert_no_method(Duration::from_millis(300), "account/updated")
         .await;
     assert!(
         !server.auth_json().exists(),
@@ -456,9 +454,7 @@ async fn cancel_ends_the_login() {
         json!({"loginId": login.login_id, "success": false, "error": NOT_COMPLETED})
     );
     client
-        .assert_none(Duration::from_millis(500), "account/updated", |v| {
-            v["method"] == json!("account/updated")
-        })
+        .assert_no_method(Duration::from_millis(500), "account/updated")
         .await;
     let again = client
         .call("account/login/cancel", json!({"loginId": login.login_id}))
@@ -729,9 +725,7 @@ async fn device_code_not_enabled() {
         json!({"code": -32600, "message": "device code login is not enabled for this Codex server. Use the browser login or verify the server URL."})
     );
     client
-        .assert_none(Duration::from_millis(500), "login/completed", |v| {
-            v["method"] == json!("account/login/completed")
-        })
+        .assert_no_method(Duration::from_millis(500), "account/login/completed")
         .await;
     assert!(!server.auth_json().exists());
 }
@@ -768,9 +762,7 @@ async fn device_code_poll_failure() {
         json!({"loginId": login_id, "success": false, "error": "device auth failed with status 500 Internal Server Error"})
     );
     client
-        .assert_none(Duration::from_millis(500), "account/updated", |v| {
-            v["method"] == json!("account/updated")
-        })
+        .assert_no_method(Duration::from_millis(500), "account/updated")
         .await;
     assert!(!server.auth_json().exists());
 }
@@ -793,9 +785,7 @@ async fn device_code_cancel() {
         json!({"loginId": login_id, "success": false, "error": "Login was not completed"})
     );
     client
-        .assert_none(Duration::from_millis(500), "account/updated", |v| {
-            v["method"] == json!("account/updated")
-        })
+        .assert_no_method(Duration::from_millis(500), "account/updated")
         .await;
     assert!(!server.auth_json().exists());
 }

@@ -72,15 +72,6 @@ fn header_of(request: &Request, name: &str) -> Option<String> {
         .map(|value| value.to_str().unwrap().to_owned())
 }
 
-/// Fails if `client` receives a refresh request within 300 ms (`what` names it in the failure).
-async fn assert_no_refresh_request(client: &mut Client, what: &str) {
-    client
-        .assert_none(Duration::from_millis(300), what, |v| {
-            v["method"] == json!(REFRESH)
-        })
-        .await;
-}
-
 fn rl(text: &str) -> Value {
     json!({"code": -32603, "message": format!("failed to fetch codex rate limits: {text}")})
 }
@@ -157,9 +148,7 @@ async fn a_401_is_recovered_through_the_owning_client() {
         json!("refreshed@example.com")
     );
     client
-        .assert_none(Duration::from_millis(200), "account/updated", |v| {
-            v["method"] == json!("account/updated")
-        })
+        .assert_no_method(Duration::from_millis(200), "account/updated")
         .await;
 }
 
@@ -232,7 +221,9 @@ async fn a_client_error_reply_fails_fast_without_a_second_refresh() {
         rl("auth refresh request failed: code=-32000 message=refresh failed")
     );
     assert_eq!(requests(&backend).await.len(), 1);
-    assert_no_refresh_request(&mut client, "a second refresh request").await;
+    client
+        .assert_no_method(Duration::from_millis(300), REFRESH)
+        .await;
 }
 
 #[tokio::test]
@@ -390,7 +381,9 @@ async fn concurrent_401s_cause_exactly_one_refresh() {
             );
         }
     }
-    assert_no_refresh_request(&mut owner, "a second refresh request").await;
+    owner
+        .assert_no_method(Duration::from_millis(300), REFRESH)
+        .await;
     let seen = requests(&backend).await;
     let stale = seen
         .iter()
@@ -426,7 +419,9 @@ async fn a_second_401_is_surfaced_without_a_loop() {
         ))
     );
     assert_eq!(requests(&backend).await.len(), 2);
-    assert_no_refresh_request(&mut client, "a second refresh request").await;
+    client
+        .assert_no_method(Duration::from_millis(300), REFRESH)
+        .await;
 }
 
 #[tokio::test]
@@ -445,7 +440,9 @@ async fn refresh_requests_go_to_the_owner_only() {
         reader.result(id).await,
         json!({"rateLimits": usage_snapshot()})
     );
-    assert_no_refresh_request(&mut reader, "a refresh request on a non-owner").await;
+    reader
+        .assert_no_method(Duration::from_millis(300), REFRESH)
+        .await;
 
     // The owner leaves; the tokens stay, but nobody can refresh them.
     drop(owner);
@@ -536,7 +533,9 @@ async fn rate_limits_need_chatgpt_credentials() {
         requests(&backend).await.is_empty(),
         "an API key never reaches the backend"
     );
-    assert_no_refresh_request(&mut client, "a refresh request").await;
+    client
+        .assert_no_method(Duration::from_millis(300), REFRESH)
+        .await;
 }
 
 #[tokio::test]
@@ -644,11 +643,7 @@ async fn rate_limit_updates_are_broadcast_when_they_change() {
     );
     client.call("account/rateLimits/read", Value::Null).await;
     watcher
-        .assert_none(
-            Duration::from_millis(300),
-            "an update for unchanged limits",
-            |v| v["method"] == json!("account/rateLimits/updated"),
-        )
+        .assert_no_method(Duration::from_millis(300), "account/rateLimits/updated")
         .await;
 }
 

@@ -393,6 +393,12 @@ impl Client {
         }
     }
 
+    /// Asserts no message with `method` (notification or server request) arrives within `limit`.
+    pub async fn assert_no_method(&mut self, limit: Duration, method: &str) {
+        self.assert_none(limit, method, |v| v["method"] == json!(method))
+            .await;
+    }
+
     /// Waits for a pong.
     pub async fn pong(&mut self) {
         let deadline = Instant::now() + WAIT;
