@@ -12,11 +12,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use wiremock::matchers::{header, method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{
-    TestServer, idt, repo_root, server_json, tool_available, usage_body, usage_snapshot,
+    TestServer, backend_accepting, idt, repo_root, server_json, tool_available, usage_snapshot,
 };
 
 const REFRESH: &str = "account/chatgptAuthTokens/refresh";
@@ -103,33 +101,12 @@ async fn run_script(script: &str, env: &[(&str, &str)]) -> Value {
     observed
 }
 
-/// A backend whose usage endpoint answers 401 except to `Bearer <good>`.
-async fn backend_accepting(good: &str) -> MockServer {
-    let backend = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/api/codex/usage"))
-        .and(header("authorization", format!("Bearer {good}").as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(usage_body()))
-        .with_priority(1)
-        .mount(&backend)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/api/codex/usage"))
-        .respond_with(
-            ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "unauthorized"}})),
-        )
-        .with_priority(10)
-        .mount(&backend)
-        .await;
-    backend
-}
-
 #[tokio::test]
 async fn the_console_logs_in_answers_a_refresh_and_shows_rate_limits() {
     if !browser_available("the_console_logs_in_answers_a_refresh_and_shows_rate_limits") {
         return;
     }
-    let backend = backend_accepting("access-refreshed").await;
+    let backend = backend_accepting(&["access-refreshed"]).await;
     let base = format!("chatgpt_base_url=\"{}\"", backend.uri());
     let server = TestServer::start(&[base.as_str()]).await;
     // What a user has: server.json.

@@ -1,11 +1,10 @@
 //! The documented ways in: the README's websocat walkthrough and the Node example, run as written.
 
 use serde_json::{Value, json};
-use wiremock::matchers::{header, method};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::support::{
-    TestServer, binary, command_runs, idt, repo_root, tool_available, usage_body, usage_snapshot,
+    TestServer, backend_accepting, binary, command_runs, idt, repo_root, tool_available,
+    usage_snapshot,
 };
 
 /// The fenced block right after `marker` in the README, and the block after that.
@@ -65,20 +64,7 @@ async fn node_example_logs_in_refreshes_and_reads_rate_limits() {
     ) {
         return;
     }
-    let backend = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(header("authorization", "Bearer host-access-2"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(usage_body()))
-        .with_priority(1)
-        .mount(&backend)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "unauthorized"}})),
-        )
-        .with_priority(10)
-        .mount(&backend)
-        .await;
+    let backend = backend_accepting(&["host-access-2"]).await;
     let args = json!(["-c", format!("chatgpt_base_url=\"{}\"", backend.uri())]).to_string();
     let output = tokio::process::Command::new("node")
         .arg("index.mjs")

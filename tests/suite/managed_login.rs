@@ -12,8 +12,8 @@ use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::support::{
-    Child, Client, TestServer, days_ago, idt, jwt, managed_auth, now_rfc3339, usage_body,
-    write_auth,
+    Child, Client, TestServer, backend_accepting, days_ago, idt, jwt, managed_auth, now_rfc3339,
+    usage_body, write_auth,
 };
 
 const NOT_COMPLETED: &str = "Login server error: Login was not completed";
@@ -807,27 +807,6 @@ async fn device_code_times_out() {
 
 // ---- token lifecycle ----
 
-/// A backend that accepts only `good` bearer tokens.
-async fn backend(good: &[&str]) -> MockServer {
-    let backend = MockServer::start().await;
-    for token in good {
-        Mock::given(method("GET"))
-            .and(header("authorization", format!("Bearer {token}").as_str()))
-            .respond_with(ResponseTemplate::new(200).set_body_json(usage_body()))
-            .with_priority(1)
-            .mount(&backend)
-            .await;
-    }
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "unauthorized"}})),
-        )
-        .with_priority(10)
-        .mount(&backend)
-        .await;
-    backend
-}
-
 async fn grant_issuer(response: ResponseTemplate) -> MockServer {
     let issuer = MockServer::start().await;
     Mock::given(method("POST"))
@@ -865,7 +844,7 @@ fn expired_access(token: &str) -> String {
 
 #[tokio::test]
 async fn an_expired_access_token_is_refreshed_before_the_call() {
-    let backend = backend(&["access-new"]).await;
+    let backend = backend_accepting(&["access-new"]).await;
     let issuer = grant_issuer(
         ResponseTemplate::new(200)
             .set_body_json(json!({"access_token": "access-new", "refresh_token": "refresh-new"})),
@@ -895,7 +874,7 @@ async fn an_expired_access_token_is_refreshed_before_the_call() {
 
 #[tokio::test]
 async fn an_old_token_without_exp_is_refreshed_after_eight_days() {
-    let backend = backend(&["access-new"]).await;
+    let backend = backend_accepting(&["access-new"]).await;
     let issuer = grant_issuer(
         ResponseTemplate::new(200).set_body_json(json!({"access_token": "access-new"})),
     )
@@ -918,7 +897,7 @@ async fn an_old_token_without_exp_is_refreshed_after_eight_days() {
 
 #[tokio::test]
 async fn a_transient_refresh_failure_keeps_the_current_token() {
-    let backend = backend(&["opaque-old"]).await;
+    let backend = backend_accepting(&["opaque-old"]).await;
     let issuer =
         grant_issuer(ResponseTemplate::new(502).set_body_raw("upstream", "text/plain")).await;
     let server = lifecycle_server(&backend, &issuer).await;
@@ -935,7 +914,7 @@ async fn a_transient_refresh_failure_keeps_the_current_token() {
 
 #[tokio::test]
 async fn account_read_can_force_a_refresh() {
-    let backend = backend(&[]).await;
+    let backend = backend_accepting(&[]).await;
     let issuer = grant_issuer(
         ResponseTemplate::new(200)
             .set_body_json(json!({"access_token": "access-new", "refresh_token": "refresh-new"})),
@@ -963,7 +942,7 @@ async fn account_read_can_force_a_refresh() {
 }
 
 async fn permanent_failure(code: &str) -> (Value, Value, usize, usize) {
-    let backend = backend(&[]).await;
+    let backend = backend_accepting(&[]).await;
     let issuer =
         grant_issuer(ResponseTemplate::new(401).set_body_json(json!({"error": {"code": code}})))
             .await;
@@ -1023,7 +1002,7 @@ async fn permanent_refresh_failures_are_latched() {
 
 #[tokio::test]
 async fn a_new_refresh_token_in_auth_json_clears_the_latch() {
-    let backend = backend(&["fresh-access"]).await;
+    let backend = backend_accepting(&["fresh-access"]).await;
     let issuer = grant_issuer(
         ResponseTemplate::new(401)
             .set_body_json(json!({"error": {"code": "refresh_token_expired"}})),

@@ -8,35 +8,11 @@ use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::support::{
-    Client, TestServer, idt, jwt, managed_auth, now_rfc3339, usage_body, usage_snapshot, write_auth,
+    Client, TestServer, backend_accepting, idt, jwt, managed_auth, now_rfc3339, unauthorized,
+    usage_body, usage_snapshot, write_auth,
 };
 
 const REFRESH: &str = "account/chatgptAuthTokens/refresh";
-
-fn unauthorized() -> ResponseTemplate {
-    ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "unauthorized"}}))
-}
-
-/// A backend answering 401 to every bearer except the listed good ones.
-async fn backend_accepting(good: &[&str]) -> MockServer {
-    let backend = MockServer::start().await;
-    for token in good {
-        Mock::given(method("GET"))
-            .and(path("/api/codex/usage"))
-            .and(header("authorization", format!("Bearer {token}").as_str()))
-            .respond_with(ResponseTemplate::new(200).set_body_json(usage_body()))
-            .with_priority(1)
-            .mount(&backend)
-            .await;
-    }
-    Mock::given(method("GET"))
-        .and(path("/api/codex/usage"))
-        .respond_with(unauthorized())
-        .with_priority(10)
-        .mount(&backend)
-        .await;
-    backend
-}
 
 async fn server_for(backend: &MockServer, extra: &[&str]) -> TestServer {
     let base = format!("chatgpt_base_url=\"{}\"", backend.uri());

@@ -9,10 +9,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
-use wiremock::matchers::{header, method};
-use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::support::{Child, Client, TestServer, idt, server_json, usage_body};
+use crate::support::{Child, Client, TestServer, backend_accepting, idt, server_json};
 
 /// The outcome of a WebSocket upgrade: the selected subprotocol, or the refusal.
 #[derive(Debug, PartialEq)]
@@ -589,20 +587,7 @@ async fn malformed_headers_never_crash_the_server() {
 /// A whole session at TRACE with sentinel secrets: login, refresh, rate limits, logout.
 #[tokio::test]
 async fn a_full_session_never_leaks_secrets() {
-    let backend = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(header("authorization", "Bearer SENTINEL-refreshed-access"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(usage_body()))
-        .with_priority(1)
-        .mount(&backend)
-        .await;
-    Mock::given(method("GET"))
-        .respond_with(
-            ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "unauthorized"}})),
-        )
-        .with_priority(10)
-        .mount(&backend)
-        .await;
+    let backend = backend_accepting(&["SENTINEL-refreshed-access"]).await;
     let home = tempfile::tempdir().unwrap();
     let base = format!("chatgpt_base_url=\"{}\"", backend.uri());
     let mut child = Child::spawn(

@@ -23,6 +23,8 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -543,6 +545,32 @@ pub fn write_auth(home: &Path, value: &Value) {
         serde_json::to_string_pretty(value).unwrap(),
     )
     .unwrap();
+}
+
+/// The backend's answer to a bearer it does not accept.
+pub fn unauthorized() -> ResponseTemplate {
+    ResponseTemplate::new(401).set_body_json(json!({"error": {"message": "unauthorized"}}))
+}
+
+/// A backend whose usage endpoint answers 401 to every bearer except the listed good ones.
+pub async fn backend_accepting(good: &[&str]) -> MockServer {
+    let backend = MockServer::start().await;
+    for token in good {
+        Mock::given(method("GET"))
+            .and(path("/api/codex/usage"))
+            .and(header("authorization", format!("Bearer {token}").as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(usage_body()))
+            .with_priority(1)
+            .mount(&backend)
+            .await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/api/codex/usage"))
+        .respond_with(unauthorized())
+        .with_priority(10)
+        .mount(&backend)
+        .await;
+    backend
 }
 
 /// A managed auth.json for `idt(email, plan, workspace)`.
