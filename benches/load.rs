@@ -373,35 +373,21 @@ async fn storms() {
         "| reads | refresh requests | backend calls | errors | p50 / p99 (ms), stale token | p50 / p99 (ms), valid token |"
     );
     println!("|---|---|---|---|---|---|");
-    for reads in [1, 100, 1000] {
-        // Warm the backend connection pool to this size first, so both passes start alike.
+    let storm = |access: &'static str, reads: usize| {
         driver::storm(
             &bridge.url,
             bridge.token.as_deref(),
             &owner,
             &backend,
-            "fresh-warm-up",
+            access,
             reads,
         )
-        .await;
-        let stale = driver::storm(
-            &bridge.url,
-            bridge.token.as_deref(),
-            &owner,
-            &backend,
-            "stale-token",
-            reads,
-        )
-        .await;
-        let valid = driver::storm(
-            &bridge.url,
-            bridge.token.as_deref(),
-            &owner,
-            &backend,
-            "fresh-baseline",
-            reads,
-        )
-        .await;
+    };
+    for reads in [1, 100, 1000] {
+        // Warm the backend connection pool to this size first, so both passes start alike.
+        storm("fresh-warm-up", reads).await;
+        let stale = storm("stale-token", reads).await;
+        let valid = storm("fresh-baseline", reads).await;
         let ms = |h: &hdrhistogram::Histogram<u64>, p: f64| h.value_at_quantile(p) as f64 / 1000.0;
         println!(
             "| {reads} | {} | {} | {} | {:.2} / {:.2} | {:.2} / {:.2} |",
