@@ -69,7 +69,7 @@ struct ServeArgs {
     log_format: LogFormat,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Text,
     Json,
@@ -95,7 +95,11 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(serve(args))
+            let code = runtime.block_on(serve(args));
+            // A stdio server's stdin reader is a blocking thread that only returns when the parent
+            // writes or closes the pipe: do not wait for it.
+            runtime.shutdown_background();
+            code
         }
         Command::Schema { out } => match crate::schema::write_all(&out) {
             Ok(count) => {
@@ -132,6 +136,7 @@ fn init_logging(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(use_colour())
         .with_target(true);
     match format {
         LogFormat::Text => builder.init(),
@@ -139,7 +144,34 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Colour only on a terminal, and never with `NO_COLOR` set (https://no-color.org).
+fn use_colour() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Prints the listening line on stderr: as is, or as one JSON log event with `--log-format json`.
+fn announce(format: LogFormat, line: &str) {
+    match format {
+        LogFormat::Text => eprintln!("{line}"),
+        LogFormat::Json => {
+            let timestamp = time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default();
+            let event = serde_json::json!({
+                "timestamp": timestamp,
+                "level": "INFO",
+                "fields": {"message": line},
+                "target": "authbridge",
+            });
+            eprintln!("{event}");
+        }
+    }
+}
+
 async fn serve(args: ServeArgs) -> ExitCode {
+    let mut signals = Signals::listen();
+    let log_format = args.log_format;
     let options = LoadOptions {
         home: args.home,
         config_file: args.config,
@@ -168,13 +200,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    eprintln!("{}", server.connect_hint());
+    announce(log_format, &server.connect_hint());
     let shutdown = server.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.next().await;
         tracing::info!("shutting down (a second signal exits at once)");
         shutdown.cancel();
-        wait_for_signal().await;
+        signals.next().await;
         eprintln!("authbridge: second signal, exiting now");
         std::process::exit(0);
     });
@@ -187,23 +219,50 @@ async fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
-async fn wait_for_signal() {
+/// SIGINT and SIGTERM, listened for from the moment this is created (before the listening line
+/// is printed, so a supervisor that signals right after seeing it is heard).
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async {
-                match terminate.as_mut() {
-                    Some(stream) => { stream.recv().await; }
-                    None => std::future::pending::<()>().await,
-                }
-            } => {}
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn listen() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Self {
+                interrupt: signal(SignalKind::interrupt()).ok(),
+                terminate: signal(SignalKind::terminate()).ok(),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        {
+            async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(stream) => {
+                        stream.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = recv(&mut self.interrupt) => {}
+                _ = recv(&mut self.terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }

@@ -29,7 +29,15 @@ pub struct Config {
     pub requires_openai_auth: bool,
     pub auth: AuthConfig,
     pub server: ServerConfig,
+    pub backend: BackendConfig,
     pub ws_auth: WsAuthSettings,
+}
+
+/// Outbound calls to the ChatGPT/OpenAI backends.
+#[derive(Clone, Debug)]
+pub struct BackendConfig {
+    /// Backend requests in flight process-wide; more wait for a slot.
+    pub max_concurrent: usize,
 }
 
 /// Where to listen.
@@ -89,6 +97,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     pub max_in_flight_per_connection: usize,
     pub outbound_queue_messages: usize,
+    pub outbound_queue_bytes: usize,
+    pub header_timeout: Duration,
+    pub max_header_bytes: usize,
     pub ping_interval: Duration,
     pub idle_timeout: Duration,
     pub shutdown_grace: Duration,
@@ -144,7 +155,8 @@ impl fmt::Display for WsAuthMode {
 }
 
 impl Listen {
-    /// Parses `stdio://` or `ws://IP:PORT` (IPv4, or bracketed IPv6; an optional trailing `/`).
+    /// Parses `stdio://`, `ws://IP:PORT` (IPv4, or bracketed IPv6) or `ws://localhost:PORT`
+    /// (127.0.0.1), each with an optional trailing `/`.
     pub fn parse(url: &str) -> Result<Self, ConfigError> {
         let unsupported = || {
             ConfigError(format!(
@@ -156,6 +168,12 @@ impl Listen {
         }
         let rest = url.strip_prefix("ws://").ok_or_else(unsupported)?;
         let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if let Some((host, port)) = rest.rsplit_once(':')
+            && host.eq_ignore_ascii_case("localhost")
+        {
+            let port = port.parse::<u16>().map_err(|_| unsupported())?;
+            return Ok(Self::Ws(SocketAddr::from(([127, 0, 0, 1], port))));
+        }
         rest.parse::<SocketAddr>()
             .map(Self::Ws)
             .map_err(|_| unsupported())
@@ -206,6 +224,13 @@ struct FileConfig {
     requires_openai_auth: Option<bool>,
     auth: FileAuth,
     server: FileServer,
+    backend: FileBackend,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct FileBackend {
+    max_concurrent: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -230,6 +255,9 @@ struct FileServer {
     max_connections: Option<usize>,
     max_in_flight_per_connection: Option<usize>,
     outbound_queue_messages: Option<usize>,
+    outbound_queue_bytes: Option<usize>,
+    header_timeout_secs: Option<u64>,
+    max_header_bytes: Option<usize>,
     ping_interval_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     shutdown_grace_secs: Option<u64>,
@@ -346,6 +374,24 @@ impl Config {
                 "server.outbound_queue_messages",
                 file.server.outbound_queue_messages.unwrap_or(1024),
             )?,
+            outbound_queue_bytes: in_range(
+                "server.outbound_queue_bytes",
+                file.server.outbound_queue_bytes.unwrap_or(4 * 1024 * 1024),
+                64 * 1024,
+                1 << 30,
+            )?,
+            header_timeout: Duration::from_secs(in_range(
+                "server.header_timeout_secs",
+                file.server.header_timeout_secs.unwrap_or(10),
+                1,
+                300,
+            )?),
+            max_header_bytes: in_range(
+                "server.max_header_bytes",
+                file.server.max_header_bytes.unwrap_or(32 * 1024),
+                8 * 1024,
+                1024 * 1024,
+            )?,
             ping_interval: Duration::from_secs(positive(
                 "server.ping_interval_secs",
                 file.server.ping_interval_secs.unwrap_or(30),
@@ -385,6 +431,14 @@ impl Config {
                 )?),
             },
             server,
+            backend: BackendConfig {
+                max_concurrent: in_range(
+                    "backend.max_concurrent",
+                    file.backend.max_concurrent.unwrap_or(64),
+                    1,
+                    4096,
+                )?,
+            },
             ws_auth: ws_auth_settings(&options.ws_auth)?,
         })
     }
@@ -404,6 +458,22 @@ fn positive<T: PartialOrd + Default + fmt::Display>(key: &str, value: T) -> Resu
     } else {
         Err(ConfigError(format!(
             "{key} must be greater than zero, got {value}"
+        )))
+    }
+}
+
+/// `value`, or `<key> must be between <min> and <max>` (TURNS §27's wording for every ranged key).
+fn in_range<T: PartialOrd + fmt::Display>(
+    key: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError> {
+    if value >= min && value <= max {
+        Ok(value)
+    } else {
+        Err(ConfigError(format!(
+            "{key} must be between {min} and {max}"
         )))
     }
 }
@@ -548,7 +618,12 @@ mod tests {
             err.0,
             "unsupported --listen URL `http://localhost:80`; expected `stdio://` or `ws://IP:PORT`"
         );
-        assert!(Listen::parse("ws://localhost:80").is_err());
+        assert_eq!(
+            Listen::parse("ws://localhost:4500/").unwrap(),
+            Listen::Ws("127.0.0.1:4500".parse().unwrap())
+        );
+        assert!(Listen::parse("ws://localhost:x").is_err());
+        assert!(Listen::parse("ws://example.com:80").is_err());
     }
 
     #[test]

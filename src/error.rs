@@ -19,6 +19,7 @@ impl RpcError {
     pub const INVALID_PARAMS: i32 = -32602;
     pub const INTERNAL_ERROR: i32 = -32603;
     pub const OVERLOADED: i32 = -32001;
+    pub const REQUEST_CANCELLED: i32 = -32800;
 
     pub fn new(code: i32, message: impl Into<String>) -> Self {
         Self {
@@ -59,6 +60,11 @@ impl RpcError {
 
     pub fn overloaded() -> Self {
         Self::new(Self::OVERLOADED, "Server overloaded; retry later.")
+    }
+
+    /// `-32800 Request cancelled`: the client cancelled it with `$/cancelRequest` (LSP's code).
+    pub fn request_cancelled() -> Self {
+        Self::new(Self::REQUEST_CANCELLED, "Request cancelled")
     }
 
     pub fn not_initialized() -> Self {

@@ -86,12 +86,7 @@ fn platform_description() -> String {
     format!("{} {}; {}", info.os_type(), info.version(), arch)
 }
 
-/// True if `value` is a valid HTTP header value under Codex's rule: TAB or visible ASCII and space.
-pub fn is_header_safe(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|b| b == b'\t' || (0x20..=0x7e).contains(&b))
-}
+pub use crate::protocol::is_header_safe;
 
 fn sanitize_header_value(value: &str) -> String {
     value

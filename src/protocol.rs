@@ -129,9 +129,10 @@ pub struct GetAccountResponse {
 pub enum LoginAccountParams {
     #[serde(rename = "apiKey", rename_all = "camelCase")]
     ApiKey {
+        /// Non-empty, without whitespace or control characters.
         #[schemars(with = "String")]
         #[ts(as = "String")]
-        api_key: SecretString,
+        api_key: ApiKeyInput,
     },
     /// Browser login; `codexStreamlinedLogin`, `useHostedLoginSuccessPage`, `appBrand` are ignored.
     #[serde(rename = "chatgpt")]
@@ -140,6 +141,31 @@ pub enum LoginAccountParams {
     ChatgptDeviceCode,
     #[serde(rename = "chatgptAuthTokens")]
     ChatgptAuthTokens(ExternalTokenParams),
+}
+
+/// An API key as typed: never empty, no whitespace or control characters (it becomes a header).
+#[derive(Clone, Debug)]
+pub struct ApiKeyInput(pub SecretString);
+
+impl<'de> Deserialize<'de> for ApiKeyInput {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use secrecy::ExposeSecret;
+        let key = SecretString::deserialize(deserializer)?;
+        let text = key.expose_secret();
+        if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(serde::de::Error::custom(
+                "apiKey must be a non-empty key without whitespace or control characters",
+            ));
+        }
+        Ok(Self(key))
+    }
+}
+
+/// True if `value` is a valid HTTP header value under Codex's rule: TAB or visible ASCII and space.
+pub fn is_header_safe(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|b| b == b'\t' || (0x20..=0x7e).contains(&b))
 }
 
 /// Tokens supplied by the host app, in the seed shape (`idToken` + `accessToken`) or the later one
@@ -195,6 +221,13 @@ impl TryFrom<RawExternalTokens> for ExternalTokenParams {
     fn try_from(raw: RawExternalTokens) -> Result<Self, Self::Error> {
         if raw.id_token.is_none() && raw.chatgpt_account_id.is_none() {
             return Err("missing field `chatgptAccountId` (required without `idToken`)".into());
+        }
+        if raw
+            .chatgpt_account_id
+            .as_deref()
+            .is_some_and(|id| id.is_empty() || !is_header_safe(id))
+        {
+            return Err("chatgptAccountId must be a non-empty valid HTTP header value".into());
         }
         Ok(Self {
             id_token: raw.id_token,

@@ -3,7 +3,6 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -18,10 +17,14 @@ use crate::identity::Identity;
 use crate::rpc::RpcServer;
 use crate::rpc::methods::{self, HandlerContext};
 use crate::transport::guard::{HostOriginPolicy, display_host};
-use crate::transport::server_file::{self, ServerFile};
+use crate::transport::listener::{self, SocketLimits};
+use crate::transport::server_file::{self, ServerFile, ServerFileOwner};
 use crate::transport::stdio;
 use crate::transport::ws::{self, WsShared};
 use crate::transport::ws_auth::{CapabilityToken, WsAuthenticator};
+
+/// Sockets beyond `server.max_connections` for plain HTTP (health checks, the console's assets).
+const EXTRA_HTTP_SOCKETS: usize = 64;
 
 /// A startup failure, with a message meant for the user.
 #[derive(Debug)]
@@ -53,7 +56,7 @@ struct ListenerInfo {
     addr: SocketAddr,
     auth: WsAuthMode,
     token: Option<CapabilityToken>,
-    server_json: PathBuf,
+    owner: ServerFileOwner,
 }
 
 impl RunningServer {
@@ -71,6 +74,7 @@ impl RunningServer {
         let identity = Arc::new(Identity::from_env());
         let account = AccountService::new(config.clone(), hub.clone(), identity.clone())
             .map_err(StartError)?;
+        account.remove_stale_files().await;
         let context = Arc::new(HandlerContext {
             identity,
             account: account.clone(),
@@ -81,85 +85,21 @@ impl RunningServer {
             hub,
             config.server.max_in_flight_per_connection,
             config.server.outbound_queue_messages,
+            config.server.outbound_queue_bytes,
         ));
-
-        match config.listen {
-            Listen::Stdio => {
-                let task = tokio::spawn({
-                    let shutdown = shutdown.clone();
-                    let config = config.clone();
-                    async move {
-                        stdio::serve(
-                            tokio::io::stdin(),
-                            tokio::io::stdout(),
-                            rpc,
-                            config.server.max_message_bytes,
-                            shutdown,
-                            config.server.shutdown_grace,
-                        )
-                        .await;
-                        Ok(())
-                    }
-                });
-                Ok(Self {
-                    shutdown,
-                    task,
-                    account,
-                    listener: None,
-                })
-            }
+        let (task, listener) = match config.listen {
+            Listen::Stdio => (serve_stdio(&config, rpc, shutdown.clone()), None),
             Listen::Ws(requested) => {
-                let auth_mode = config.ws_auth.mode;
-                if auth_mode == WsAuthMode::None && !requested.ip().is_loopback() {
-                    return Err(StartError(format!(
-                        "refusing to listen on non-loopback address {requested} without websocket auth"
-                    )));
-                }
-                let (authenticator, token) = WsAuthenticator::from_settings(&config.ws_auth)?;
-                if auth_mode == WsAuthMode::None {
-                    tracing::warn!(
-                        "websocket auth is off: any local process or web page allowed by the Origin rules can use this server"
-                    );
-                }
-                let listener = TcpListener::bind(requested)
-                    .await
-                    .map_err(|err| StartError(format!("cannot listen on {requested}: {err}")))?;
-                let addr = listener
-                    .local_addr()
-                    .map_err(|err| StartError(format!("cannot read listen address: {err}")))?;
-                let policy = HostOriginPolicy::new(
-                    addr,
-                    &config.server.allowed_hosts,
-                    &config.server.allowed_origins,
-                );
-                let shared = Arc::new(WsShared::new(
-                    rpc,
-                    policy,
-                    authenticator,
-                    config.server.clone(),
-                    shutdown.clone(),
-                ));
-                let info = ListenerInfo {
-                    addr,
-                    auth: auth_mode,
-                    token,
-                    server_json: config.server_json_path(),
-                };
-                info.write_server_json().map_err(|err| {
-                    StartError(format!(
-                        "cannot write {}: {err}",
-                        info.server_json.display()
-                    ))
-                })?;
-                let task = tokio::spawn(ws::serve(listener, shared));
-                Ok(Self {
-                    shutdown,
-                    task,
-                    account,
-                    listener: Some(info),
-                })
+                let (task, info) = serve_ws(&config, requested, rpc, shutdown.clone()).await?;
+                (task, Some(info))
             }
-        }
+        };
+        Ok(Self {
+            shutdown,
+            task,
+            account,
+            listener,
+        })
     }
 
     /// The bound address (WebSocket listeners only).
@@ -188,13 +128,21 @@ impl RunningServer {
                 let token_hint = match info.auth {
                     WsAuthMode::CapabilityToken => format!(
                         "; token in {} (send `Authorization: Bearer <token>` or subprotocol `authbridge.bearer.<token>`)",
-                        info.server_json.display()
+                        info.owner.path().display()
                     ),
                     _ => String::new(),
                 };
+                let reach = if info.addr.ip().is_unspecified() {
+                    format!(
+                        " — every interface, reachable from the network (local clients: {};",
+                        info.url()
+                    )
+                } else {
+                    " (".to_owned()
+                };
                 format!(
-                    "authbridge listening on {} (auth: {}{}; console: {})",
-                    info.url(),
+                    "authbridge listening on {}{reach} auth: {}{}; console: {})",
+                    info.bound_url(),
                     info.auth,
                     token_hint,
                     info.console_url()
@@ -222,7 +170,7 @@ impl RunningServer {
         self.shutdown.cancel();
         self.account.shutdown().await;
         if let Some(info) = &self.listener
-            && let Err(err) = server_file::remove_if_ours(&info.server_json, std::process::id())
+            && let Err(err) = info.owner.remove()
         {
             tracing::warn!(error = %err, "cannot remove server.json");
         }
@@ -230,9 +178,101 @@ impl RunningServer {
     }
 }
 
+fn serve_stdio(
+    config: &Arc<Config>,
+    rpc: Arc<RpcServer>,
+    shutdown: CancellationToken,
+) -> JoinHandle<std::io::Result<()>> {
+    let config = config.clone();
+    tokio::spawn(async move {
+        stdio::serve(
+            tokio::io::stdin(),
+            tokio::io::stdout(),
+            rpc,
+            config.server.max_message_bytes,
+            shutdown,
+            config.server.shutdown_grace,
+        )
+        .await;
+        Ok(())
+    })
+}
+
+/// Claims the home, binds, writes `server.json` and starts the listener.
+async fn serve_ws(
+    config: &Arc<Config>,
+    requested: SocketAddr,
+    rpc: Arc<RpcServer>,
+    shutdown: CancellationToken,
+) -> Result<(JoinHandle<std::io::Result<()>>, ListenerInfo), StartError> {
+    let auth_mode = config.ws_auth.mode;
+    if auth_mode == WsAuthMode::None && !requested.ip().is_loopback() {
+        return Err(StartError(format!(
+            "refusing to listen on non-loopback address {requested} without websocket auth"
+        )));
+    }
+    let (authenticator, token) = WsAuthenticator::from_settings(&config.ws_auth)?;
+    let owner = server_file::claim(&config.home).map_err(|err| StartError(err.to_string()))?;
+    if auth_mode == WsAuthMode::None {
+        tracing::warn!(
+            "websocket auth is off: any local process or web page allowed by the Origin rules can use this server"
+        );
+    }
+    let listener = TcpListener::bind(requested)
+        .await
+        .map_err(|err| StartError(format!("cannot listen on {requested}: {err}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|err| StartError(format!("cannot read listen address: {err}")))?;
+    if addr.ip().is_unspecified() {
+        tracing::warn!(
+            %addr,
+            "listening on every interface: other machines on the network can reach this server"
+        );
+    }
+    let policy = HostOriginPolicy::new(
+        addr,
+        &config.server.allowed_hosts,
+        &config.server.allowed_origins,
+    );
+    let shared = Arc::new(WsShared::new(
+        rpc,
+        policy,
+        authenticator,
+        config.server.clone(),
+        shutdown,
+    ));
+    let info = ListenerInfo {
+        addr,
+        auth: auth_mode,
+        token,
+        owner,
+    };
+    info.write_server_json().map_err(|err| {
+        StartError(format!(
+            "cannot write {}: {err}",
+            info.owner.path().display()
+        ))
+    })?;
+    let limits = SocketLimits::fitting_descriptor_limit(
+        config.server.max_connections + EXTRA_HTTP_SOCKETS,
+        listener::RESERVED_DESCRIPTORS + config.backend.max_concurrent,
+        config.server.header_timeout,
+        config.server.max_header_bytes,
+    );
+    tracing::debug!(max_sockets = limits.max_sockets, "listener socket budget");
+    Ok((tokio::spawn(ws::serve(listener, shared, limits)), info))
+}
+
 impl ListenerInfo {
+    /// Where local clients connect.
     fn url(&self) -> String {
         format!("ws://{}/", display_host(self.addr))
+    }
+
+    /// What is bound (differs from [`Self::url`] for `0.0.0.0` / `[::]`).
+    fn bound_url(&self) -> String {
+        format!("ws://{}/", self.addr)
     }
 
     fn console_url(&self) -> String {
@@ -241,16 +281,15 @@ impl ListenerInfo {
 
     fn write_server_json(&self) -> std::io::Result<()> {
         let url = self.url();
+        let listen = self.bound_url();
         let console_url = self.console_url();
-        server_file::write(
-            &self.server_json,
-            &ServerFile {
-                pid: std::process::id(),
-                url: &url,
-                auth: self.auth.as_str(),
-                token: self.token.as_ref().map(CapabilityToken::expose),
-                console_url: &console_url,
-            },
-        )
+        self.owner.write(&ServerFile {
+            pid: std::process::id(),
+            url: &url,
+            listen: &listen,
+            auth: self.auth.as_str(),
+            token: self.token.as_ref().map(CapabilityToken::expose),
+            console_url: &console_url,
+        })
     }
 }

@@ -4,4 +4,8 @@ import type { ExternalTokenParams } from "./ExternalTokenParams";
 /**
  * `account/login/start` params.
  */
-export type LoginAccountParams = { "type": "apiKey", apiKey: string, } | { "type": "chatgpt" } | { "type": "chatgptDeviceCode" } | { "type": "chatgptAuthTokens" } & ExternalTokenParams;
+export type LoginAccountParams = { "type": "apiKey", 
+/**
+ * Non-empty, without whitespace or control characters.
+ */
+apiKey: string, } | { "type": "chatgpt" } | { "type": "chatgptDeviceCode" } | { "type": "chatgptAuthTokens" } & ExternalTokenParams;

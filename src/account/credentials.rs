@@ -82,9 +82,9 @@ pub struct Credentials {
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
-            .field("mode", &self.snapshot())
+            .field("external", &self.external_active())
             .field("generation", &self.generation())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 
@@ -128,8 +128,8 @@ impl Credentials {
     }
 
     /// Brings the state in line with auth.json (re-read only if it changed).
-    fn sync_file(&self) -> (Loaded, std::sync::MutexGuard<'_, State>) {
-        let (loaded, version) = self.store.current();
+    async fn sync_file(&self) -> (Loaded, std::sync::MutexGuard<'_, State>) {
+        let (loaded, version) = self.store.current().await;
         let mut state = self.state.lock().expect("credentials lock");
         self.absorb(&mut state, &loaded, version);
         (loaded, state)
@@ -158,16 +158,16 @@ impl Credentials {
     }
 
     /// Re-reads auth.json now (after this process wrote it, or under the lock).
-    fn reload(&self) -> Loaded {
-        let (loaded, version) = self.store.reload();
+    async fn reload(&self) -> Loaded {
+        let (loaded, version) = self.store.reload().await;
         let mut state = self.state.lock().expect("credentials lock");
         self.absorb(&mut state, &loaded, version);
         loaded
     }
 
     /// The current account (external shadows auth.json).
-    pub fn snapshot(&self) -> Snapshot {
-        let (loaded, state) = self.sync_file();
+    pub async fn snapshot(&self) -> Snapshot {
+        let (loaded, state) = self.sync_file().await;
         if let Some(external) = &state.external {
             return Snapshot::External {
                 tokens: external.tokens.clone(),
@@ -217,8 +217,8 @@ impl Credentials {
     }
 
     /// After this process wrote or deleted auth.json: re-read it and forget any latch.
-    pub fn file_written(&self) {
-        self.reload();
+    pub async fn file_written(&self) {
+        self.reload().await;
         let mut state = self.state.lock().expect("credentials lock");
         state.latch = None;
         state.generation += 1;
@@ -226,7 +226,7 @@ impl Credentials {
 
     /// `account/read {refreshToken:true}` in managed mode: run the grant now (single flight).
     pub async fn force_managed_refresh(&self) -> Result<(), String> {
-        let Snapshot::Managed { tokens, .. } = self.snapshot() else {
+        let Snapshot::Managed { tokens, .. } = self.snapshot().await else {
             return Ok(());
         };
         self.refresh_managed(&tokens.access_token, tokens.workspace().map(str::to_owned))
@@ -259,7 +259,7 @@ impl Credentials {
             .lock()
             .await
             .map_err(|err| GrantError::Transient(format!("Failed to refresh token: {err}")))?;
-        let loaded = self.reload();
+        let loaded = self.reload().await;
         let tokens = match loaded.credentials() {
             Some(StoredAuth::Managed(tokens))
                 if tokens.workspace().map(str::to_owned) == stale_workspace =>
@@ -295,18 +295,18 @@ impl Credentials {
                     .map_err(|err| {
                         GrantError::Transient(format!("Failed to refresh token: {err}"))
                     })?;
-                self.store.write_managed(&renewed).map_err(|err| {
+                self.store.write_managed(&renewed).await.map_err(|err| {
                     GrantError::Transient(format!(
                         "Failed to refresh token: cannot save auth.json: {err}"
                     ))
                 })?;
-                self.reload();
+                self.reload().await;
                 Ok(Refreshed::Renewed)
             }
             Err(GrantError::Permanent { message, reused }) => {
                 if reused {
                     // A process that does not take the lock (Codex) may have rotated it already.
-                    let again = self.reload();
+                    let again = self.reload().await;
                     if let Some(StoredAuth::Managed(now)) = again.credentials()
                         && !same_secret(&now.refresh_token, &tokens.refresh_token)
                     {
@@ -404,7 +404,8 @@ impl Credentials {
     }
 
     async fn current_credential(&self) -> Result<Credential, AuthFailure> {
-        let (snapshot, generation) = (self.snapshot(), self.generation());
+        let snapshot = self.snapshot().await;
+        let generation = self.generation();
         match snapshot {
             Snapshot::External { tokens } => Ok(Credential {
                 bearer: tokens.access_token.clone(),
@@ -423,7 +424,7 @@ impl Credentials {
                     .refresh_managed(&tokens.access_token, tokens.workspace().map(str::to_owned))
                     .await
                 {
-                    Ok(_) => match self.snapshot() {
+                    Ok(_) => match self.snapshot().await {
                         Snapshot::Managed { tokens, .. } => {
                             Ok(managed_credential(&tokens, self.generation()))
                         }

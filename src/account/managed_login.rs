@@ -337,7 +337,10 @@ impl AccountService {
         }
         let store = self.credentials.store();
         let saved = match store.lock().await {
-            Ok(_lock) => store.write_managed(&managed).map_err(|err| err.to_string()),
+            Ok(_lock) => store
+                .write_managed(&managed)
+                .await
+                .map_err(|err| err.to_string()),
             Err(err) => Err(err.to_string()),
         };
         if let Err(err) = saved {
@@ -346,7 +349,7 @@ impl AccountService {
                 "Sign-in completed but credentials could not be saved locally.".to_owned(),
             ));
         }
-        self.credentials.file_written();
+        self.credentials.file_written().await;
         self.active_login.lock().expect("login lock").take();
         tracing::info!(login = %id, "managed ChatGPT login completed");
         self.announce_login(Some(id.to_string()), AuthMode::Chatgpt, Some(plan));

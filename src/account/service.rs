@@ -62,7 +62,12 @@ impl AccountService {
             identity.clone(),
             http.clone(),
         ));
-        let backend = BackendClient::new(http.clone(), credentials.clone(), ATTEMPT_TIMEOUT);
+        let backend = BackendClient::new(
+            http.clone(),
+            credentials.clone(),
+            ATTEMPT_TIMEOUT,
+            config.backend.max_concurrent,
+        );
         Ok(Arc::new(Self {
             config,
             hub,
@@ -74,6 +79,21 @@ impl AccountService {
             active_login: Mutex::new(None),
             last_rate_limits: Mutex::new(None),
         }))
+    }
+
+    /// At start: removes temp files a killed writer left next to auth.json (they can hold keys).
+    pub async fn remove_stale_files(&self) {
+        let store = self.credentials.store();
+        let removed = match store.lock().await {
+            Ok(_lock) => store
+                .remove_stale_temp_files()
+                .await
+                .map_err(|err| err.to_string()),
+            Err(err) => Err(err.to_string()),
+        };
+        if let Err(err) = removed {
+            tracing::warn!(error = err, "cannot remove stale auth.json temp files");
+        }
     }
 
     /// `account/read` (SPEC §5.2).
@@ -89,7 +109,7 @@ impl AccountService {
                 requires_openai_auth: false,
             });
         }
-        let account = match self.credentials.snapshot() {
+        let account = match self.credentials.snapshot().await {
             Snapshot::None | Snapshot::Managed { latched: true, .. } => None,
             Snapshot::ApiKey => Some(Account::ApiKey),
             Snapshot::Managed { tokens, .. } => Some(chatgpt_account(
@@ -114,7 +134,7 @@ impl AccountService {
     ) -> Result<LoginAccountResponse, RpcError> {
         let _ops = self.ops.lock().await;
         match params {
-            LoginAccountParams::ApiKey { api_key } => self.login_api_key(api_key, caller).await,
+            LoginAccountParams::ApiKey { api_key } => self.login_api_key(api_key.0, caller).await,
             LoginAccountParams::ChatgptAuthTokens(tokens) => self.login_external(&tokens, caller),
             LoginAccountParams::Chatgpt => {
                 self.check_managed_login_allowed()?;
@@ -150,11 +170,14 @@ impl AccountService {
         }
         let store = self.credentials.store();
         let saved = match store.lock().await {
-            Ok(_lock) => store.write_api_key(&api_key).map_err(|err| err.to_string()),
+            Ok(_lock) => store
+                .write_api_key(&api_key)
+                .await
+                .map_err(|err| err.to_string()),
             Err(err) => Err(err.to_string()),
         };
         saved.map_err(|err| RpcError::internal(format!("failed to save api key: {err}")))?;
-        self.credentials.file_written();
+        self.credentials.file_written().await;
         tracing::info!("logged in with an API key");
         caller.defer_notifications_until_reply();
         self.end_managed_login();
@@ -255,10 +278,10 @@ impl AccountService {
         self.credentials.clear();
         let store = self.credentials.store();
         let deleted = match store.lock().await {
-            Ok(_lock) => store.delete().map_err(|err| err.to_string()),
+            Ok(_lock) => store.delete().await.map_err(|err| err.to_string()),
             Err(err) => Err(err.to_string()),
         };
-        self.credentials.file_written();
+        self.credentials.file_written().await;
         *self.last_rate_limits.lock().expect("rate limits lock") = None;
         deleted.map_err(|err| RpcError::internal(format!("logout failed: {err}")))?;
         tracing::info!("logged out");
@@ -277,7 +300,7 @@ impl AccountService {
         &self,
         caller: &Caller,
     ) -> Result<GetAccountRateLimitsResponse, RpcError> {
-        match self.credentials.snapshot() {
+        match self.credentials.snapshot().await {
             Snapshot::None => {
                 return Err(RpcError::invalid_request(
                     "codex account authentication required to read rate limits",

@@ -204,6 +204,13 @@ pub struct FileLock {
     _file: File,
 }
 
+/// Runs blocking file work off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(work)
+        .await
+        .expect("blocking file task panicked")
+}
+
 impl AuthStore {
     pub fn new(home: &Path) -> Self {
         Self {
@@ -222,22 +229,24 @@ impl AuthStore {
     }
 
     /// The current content, re-read if the file changed. Returns the content and its version.
-    pub fn current(&self) -> (Loaded, u64) {
+    ///
+    /// The change check is one `lstat` (it never opens the file, so it cannot block on a FIFO);
+    /// the read itself runs off the async workers.
+    pub async fn current(&self) -> (Loaded, u64) {
         let stamp = stamp_of(&self.path);
-        let mut cache = self.cache.lock().expect("auth cache lock");
-        if cache.version == 0 || cache.stamp != stamp {
-            let loaded = self.read_file(stamp.is_some());
-            cache.stamp = stamp;
-            cache.loaded = loaded;
-            cache.version += 1;
+        {
+            let cache = self.cache.lock().expect("auth cache lock");
+            if cache.version != 0 && cache.stamp == stamp {
+                return (cache.loaded.clone(), cache.version);
+            }
         }
-        (cache.loaded.clone(), cache.version)
+        self.reload().await
     }
 
     /// Re-reads the file unconditionally (under the lock, another process may have just written).
-    pub fn reload(&self) -> (Loaded, u64) {
-        let stamp = stamp_of(&self.path);
-        let loaded = self.read_file(stamp.is_some());
+    pub async fn reload(&self) -> (Loaded, u64) {
+        let path = self.path.clone();
+        let (stamp, loaded) = blocking(move || (stamp_of(&path), read_file(&path))).await;
         let mut cache = self.cache.lock().expect("auth cache lock");
         cache.stamp = stamp;
         cache.loaded = loaded;
@@ -246,35 +255,51 @@ impl AuthStore {
     }
 
     /// Writes `{"auth_mode":"apikey","OPENAI_API_KEY":…}`.
-    pub fn write_api_key(&self, key: &SecretString) -> io::Result<()> {
+    pub async fn write_api_key(&self, key: &SecretString) -> io::Result<()> {
         let doc = json!({"auth_mode": "apikey", "OPENAI_API_KEY": key.expose_secret()});
-        self.write(&doc)
+        self.write(doc).await
     }
 
     /// Writes managed tokens (a login's fresh file, or a refresh's rewrite).
-    pub fn write_managed(&self, tokens: &ManagedTokens) -> io::Result<()> {
-        self.write(&tokens.to_json())
+    pub async fn write_managed(&self, tokens: &ManagedTokens) -> io::Result<()> {
+        self.write(tokens.to_json()).await
     }
 
-    /// Deletes auth.json (logout).
-    pub fn delete(&self) -> io::Result<()> {
-        atomic_file::remove(&self.path)?;
-        self.reload();
+    /// Deletes auth.json and any temp file a killed writer left (logout; call under the lock).
+    pub async fn delete(&self) -> io::Result<()> {
+        let path = self.path.clone();
+        blocking(move || {
+            atomic_file::remove(&path)?;
+            remove_stale_temp_files(&path)
+        })
+        .await?;
+        self.reload().await;
         Ok(())
     }
 
-    fn write(&self, doc: &Value) -> io::Result<()> {
-        let mut text = serde_json::to_vec_pretty(doc).map_err(io::Error::other)?;
-        text.push(b'\n');
-        atomic_file::write_private(&self.path, &text)?;
-        self.reload();
+    /// Removes temp files a killed writer left (at start; call under the lock).
+    pub async fn remove_stale_temp_files(&self) -> io::Result<()> {
+        let path = self.path.clone();
+        blocking(move || remove_stale_temp_files(&path)).await
+    }
+
+    async fn write(&self, doc: Value) -> io::Result<()> {
+        let path = self.path.clone();
+        blocking(move || {
+            let mut text = serde_json::to_vec_pretty(&doc).map_err(io::Error::other)?;
+            text.push(b'\n');
+            atomic_file::write_private(&path, &text)
+        })
+        .await?;
+        self.reload().await;
         Ok(())
     }
 
     /// Takes `auth.json.lock`, waiting at most [`LOCK_WAIT`].
     pub async fn lock(&self) -> Result<FileLock, StoreError> {
         let deadline = tokio::time::Instant::now() + LOCK_WAIT;
-        let file = open_lock_file(&self.lock_path)?;
+        let lock_path = self.lock_path.clone();
+        let file = blocking(move || atomic_file::open_lock_file(&lock_path)).await?;
         loop {
             match file.try_lock() {
                 Ok(()) => return Ok(FileLock { _file: file }),
@@ -287,35 +312,35 @@ impl AuthStore {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-
-    fn read_file(&self, exists: bool) -> Loaded {
-        if !exists {
-            return Loaded::Empty;
-        }
-        match read_auth_file(&self.path) {
-            Ok(Some(auth)) => Loaded::Credentials(Arc::new(auth)),
-            Ok(None) => Loaded::Empty,
-            Err(reason) => {
-                tracing::warn!(
-                    path = %self.path.display(),
-                    reason,
-                    "ignoring unusable auth.json (treated as logged out; it is left untouched until the next login or logout)"
-                );
-                Loaded::Unusable
-            }
-        }
-    }
 }
 
-fn open_lock_file(path: &Path) -> io::Result<File> {
-    let mut options = fs::OpenOptions::new();
-    options.create(true).truncate(false).write(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+fn remove_stale_temp_files(path: &Path) -> io::Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+        return Ok(());
+    };
+    let removed = atomic_file::remove_stale_temp_files(dir, name)?;
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "removed temp files an interrupted auth.json write left behind"
+        );
     }
-    options.open(path)
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Loaded {
+    match read_auth_file(path) {
+        Ok(Some(auth)) => Loaded::Credentials(Arc::new(auth)),
+        Ok(None) => Loaded::Empty,
+        Err(reason) => {
+            tracing::warn!(
+                path = %path.display(),
+                reason,
+                "ignoring unusable auth.json (treated as logged out; it is left untouched until the next login or logout)"
+            );
+            Loaded::Unusable
+        }
+    }
 }
 
 fn stamp_of(path: &Path) -> Option<Stamp> {
@@ -357,14 +382,14 @@ struct RawTokens {
     extra: Map<String, Value>,
 }
 
-/// Reads and classifies auth.json (SPEC §11.4). `Err` carries a reason for the warning log.
+/// Reads and classifies auth.json (SPEC §11.4): `Ok(None)` when absent or empty of credentials.
+/// `Err` carries a reason for the warning log; a symlink, FIFO or device is never read.
 pub fn read_auth_file(path: &Path) -> Result<Option<StoredAuth>, String> {
-    let meta = fs::symlink_metadata(path).map_err(|err| format!("cannot stat: {err}"))?;
-    if meta.file_type().is_symlink() {
-        return Err("auth.json is a symbolic link; refusing to follow it".into());
+    match atomic_file::read_regular(path) {
+        Ok(Some(text)) => parse_auth_file(&text),
+        Ok(None) => Ok(None),
+        Err(err) => Err(format!("cannot read: {err}")),
     }
-    let text = fs::read(path).map_err(|err| format!("cannot read: {err}"))?;
-    parse_auth_file(&text)
 }
 
 /// Parses auth.json's bytes.
@@ -464,22 +489,22 @@ mod tests {
         assert!(!err.contains("SENTINEL"), "{err}");
     }
 
-    #[test]
-    fn refresh_rewrite_keeps_unknown_members() {
+    #[tokio::test]
+    async fn refresh_rewrite_keeps_unknown_members() {
         let dir = tempfile::tempdir().unwrap();
         let store = AuthStore::new(dir.path());
         let doc = json!({"auth_mode":"chatgpt","OPENAI_API_KEY":null,"future_field":{"x":1},
             "tokens":{"id_token": idt("u@x"),"access_token":"a","refresh_token":"r","account_id":"acct","future_token_field":2},
             "last_refresh":"2026-01-29T12:34:56Z"});
         fs::write(store.path(), doc.to_string()).unwrap();
-        let (loaded, _) = store.current();
+        let (loaded, _) = store.current().await;
         let Some(StoredAuth::Managed(tokens)) = loaded.credentials() else {
             panic!()
         };
         let next = tokens
             .refreshed(None, Some("a2".into()), Some("r2".into()))
             .unwrap();
-        store.write_managed(&next).unwrap();
+        store.write_managed(&next).await.unwrap();
         let written: Value = serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
         assert_eq!(written["future_field"], json!({"x":1}));
         assert_eq!(written["tokens"]["future_token_field"], json!(2));
@@ -491,20 +516,20 @@ mod tests {
         assert_ne!(written["last_refresh"], json!("2026-01-29T12:34:56Z"));
     }
 
-    #[test]
-    fn cache_follows_the_file() {
+    #[tokio::test]
+    async fn cache_follows_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let store = AuthStore::new(dir.path());
-        let (loaded, v1) = store.current();
+        let (loaded, v1) = store.current().await;
         assert!(matches!(loaded, Loaded::Empty));
-        let (_, v1b) = store.current();
+        let (_, v1b) = store.current().await;
         assert_eq!(v1, v1b, "unchanged file is not re-read");
-        store.write_api_key(&"sk-1".into()).unwrap();
-        let (loaded, v2) = store.current();
+        store.write_api_key(&"sk-1".into()).await.unwrap();
+        let (loaded, v2) = store.current().await;
         assert!(matches!(loaded.credentials(), Some(StoredAuth::ApiKey(_))));
         assert!(v2 > v1);
-        store.delete().unwrap();
-        assert!(matches!(store.current().0, Loaded::Empty));
+        store.delete().await.unwrap();
+        assert!(matches!(store.current().await.0, Loaded::Empty));
     }
 
     #[tokio::test]
@@ -512,7 +537,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = AuthStore::new(dir.path());
         let held = store.lock().await.unwrap();
-        let second = open_lock_file(&dir.path().join("auth.json.lock")).unwrap();
+        let second = atomic_file::open_lock_file(&dir.path().join("auth.json.lock")).unwrap();
         assert!(matches!(
             second.try_lock(),
             Err(fs::TryLockError::WouldBlock)

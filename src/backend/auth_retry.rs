@@ -177,13 +177,14 @@ where
     type Error = BackendError;
     type Future = BoxFuture<'static, Result<Response, BackendError>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    /// Always ready: each attempt waits for the inner service's readiness itself (`oneshot`), so
+    /// a request holds no inner capacity (e.g. a concurrency slot) while it waits for a refresh.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
         let inner = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, inner);
         let provider = self.provider.clone();
         let flights = self.flights.clone();
         async move {
@@ -239,9 +240,13 @@ fn sign(mut request: Request, credential: &Credential) -> Result<Request, Backen
     let headers = request.headers_mut();
     headers.insert(AUTHORIZATION, bearer);
     headers.remove(ACCOUNT_ID_HEADER);
-    if let Some(account_id) = &credential.account_id
-        && let Ok(value) = HeaderValue::from_str(account_id)
-    {
+    if let Some(account_id) = &credential.account_id {
+        // Never send the request without the workspace it belongs to.
+        let value = HeaderValue::from_str(account_id).map_err(|_| {
+            BackendError::Auth(AuthFailure::new(
+                "ChatGPT account id is not a valid header value",
+            ))
+        })?;
         headers.insert(ACCOUNT_ID_HEADER, value);
     }
     Ok(request)

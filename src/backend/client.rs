@@ -1,4 +1,5 @@
-//! The one HTTP client for backend calls: trace → [`AuthRetryLayer`] → per-attempt timeout → reqwest.
+//! The one HTTP client for backend calls: trace → [`AuthRetryLayer`] → process-wide concurrency
+//! limit → per-attempt timeout → reqwest.
 //!
 //! reqwest's `Client` is itself a tower `Service`, so the stack is plain tower layers. Tracing logs
 //! method, URL, status and latency; headers only at TRACE, where the bearer is marked sensitive and
@@ -12,6 +13,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use reqwest::header::HeaderMap;
 use reqwest::{Method, Request, Response, Url};
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::util::BoxCloneSyncService;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 
@@ -30,12 +32,16 @@ impl BackendClient {
         http: reqwest::Client,
         provider: Arc<dyn CredentialProvider>,
         attempt_timeout: Duration,
+        max_concurrent: usize,
     ) -> Self {
         let timeout_secs = attempt_timeout.as_secs();
+        // One semaphore for every clone: excess calls wait for a slot (before their timeout
+        // starts) instead of opening ever more sockets.
         let service = ServiceBuilder::new()
             .layer(TraceLayer)
             .layer(AuthRetryLayer::new(provider))
             .map_err(move |err: BoxError| classify(err, timeout_secs))
+            .layer(GlobalConcurrencyLimitLayer::new(max_concurrent))
             .timeout(attempt_timeout)
             .service(http);
         Self {

@@ -15,6 +15,7 @@ use futures::future::{BoxFuture, join_all};
 use jsonrpsee::core::server::{ConnectionId, MethodCallback, Methods};
 use jsonrpsee::types::{Id, Params};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::error::RpcError;
@@ -32,6 +33,7 @@ pub struct RpcServer {
     next_connection_id: AtomicU64,
     max_in_flight: usize,
     queue_capacity: usize,
+    queue_bytes: usize,
 }
 
 impl RpcServer {
@@ -40,6 +42,7 @@ impl RpcServer {
         hub: Arc<Hub>,
         max_in_flight: usize,
         queue_capacity: usize,
+        queue_bytes: usize,
     ) -> Self {
         Self {
             methods,
@@ -48,6 +51,7 @@ impl RpcServer {
             next_connection_id: AtomicU64::new(1),
             max_in_flight,
             queue_capacity,
+            queue_bytes,
         }
     }
 }
@@ -69,6 +73,7 @@ pub struct ConnShared {
     handshake: OnceLock<Handshake>,
     initialized_notified: AtomicBool,
     open: AtomicBool,
+    running: RunningRequests,
 }
 
 struct Handshake {
@@ -108,6 +113,54 @@ impl RequestScope {
         let link: Arc<dyn ClientLink> = self.conn.clone();
         self.conn.server.hub.join(&link);
         true
+    }
+}
+
+/// The notification LSP-style clients (vscode-jsonrpc) send when they give up on a request.
+const CANCEL_REQUEST: &str = "$/cancelRequest";
+
+/// Requests that are running, by the client's raw id, so `$/cancelRequest` can stop them.
+#[derive(Default)]
+struct RunningRequests {
+    next: AtomicU64,
+    by_id: std::sync::Mutex<std::collections::HashMap<Box<str>, Vec<RunningRequest>>>,
+}
+
+/// One running request: its ticket (ids need not be unique) and its cancel switch.
+type RunningRequest = (u64, CancellationToken);
+
+impl RunningRequests {
+    fn start(&self, id: &str) -> (u64, CancellationToken) {
+        let ticket = self.next.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        self.by_id
+            .lock()
+            .expect("running lock")
+            .entry(id.into())
+            .or_default()
+            .push((ticket, token.clone()));
+        (ticket, token)
+    }
+
+    fn finish(&self, id: &str, ticket: u64) {
+        let mut by_id = self.by_id.lock().expect("running lock");
+        if let Some(running) = by_id.get_mut(id) {
+            running.retain(|(t, _)| *t != ticket);
+            if running.is_empty() {
+                by_id.remove(id);
+            }
+        }
+    }
+
+    /// Cancels every running request with this raw id (ids need not be unique); unknown ids are
+    /// ignored.
+    fn cancel(&self, id: &str) -> usize {
+        let running = self.by_id.lock().expect("running lock").remove(id);
+        let running = running.unwrap_or_default();
+        for (_, token) in &running {
+            token.cancel();
+        }
+        running.len()
     }
 }
 
@@ -161,7 +214,8 @@ impl Drop for Release {
 
 impl Connection {
     pub fn new(server: Arc<RpcServer>, overflow: Overflow) -> (Self, OutboundReceiver) {
-        let (outbound, receiver) = Outbound::new(server.queue_capacity, overflow);
+        let (outbound, receiver) =
+            Outbound::new(server.queue_capacity, server.queue_bytes, overflow);
         let id = server.next_connection_id.fetch_add(1, Ordering::Relaxed);
         let shared = Arc::new(ConnShared {
             id,
@@ -171,6 +225,7 @@ impl Connection {
             handshake: OnceLock::new(),
             initialized_notified: AtomicBool::new(false),
             open: AtomicBool::new(true),
+            running: RunningRequests::default(),
         });
         (
             Self {
@@ -294,7 +349,7 @@ impl Connection {
                     }
                     return Some(futures::future::ready(completed).boxed());
                 }
-                let task = run_request(shared.clone(), request);
+                let task = cancellable(shared.clone(), request);
                 if single {
                     let shared = shared.clone();
                     self.tasks
@@ -311,10 +366,12 @@ impl Connection {
                     .boxed(),
                 )
             }
-            Entry::Notification { method, .. } => {
+            Entry::Notification { method, params, .. } => {
                 if method == "initialized" {
                     shared.initialized_notified.store(true, Ordering::Release);
                     tracing::debug!(connection = self.id(), "client sent initialized");
+                } else if method == CANCEL_REQUEST {
+                    shared.cancel_requests(params);
                 } else {
                     tracing::debug!(
                         connection = self.id(),
@@ -394,6 +451,24 @@ fn ready(text: String) -> BoxFuture<'static, Completed> {
     futures::future::ready(Completed::reply(text)).boxed()
 }
 
+/// Runs a request unless the client cancels it first: then the handler is dropped (releasing
+/// whatever it held) and the reply is `-32800 Request cancelled`.
+async fn cancellable(shared: Arc<ConnShared>, request: OwnedRequest) -> Completed {
+    let id = request.id.clone();
+    let jsonrpc = request.jsonrpc;
+    let (ticket, cancelled) = shared.running.start(&id);
+    let completed = tokio::select! {
+        completed = run_request(shared.clone(), request) => completed,
+        _ = cancelled.cancelled() => {
+            shared.outbound.finish_request();
+            let jsonrpc = shared.reply_jsonrpc(jsonrpc);
+            Completed::reply(envelope::failure(Some(&id), jsonrpc, &RpcError::request_cancelled()))
+        }
+    };
+    shared.running.finish(&id, ticket);
+    completed
+}
+
 /// Runs one request through the method table and renders its reply.
 async fn run_request(shared: Arc<ConnShared>, request: OwnedRequest) -> Completed {
     let caller = shared.handshake.get().map(|handshake| {
@@ -468,6 +543,27 @@ async fn invoke(
 }
 
 impl ConnShared {
+    /// `$/cancelRequest {id}`.
+    fn cancel_requests(&self, params: Option<&str>) {
+        #[derive(serde::Deserialize)]
+        struct Cancel<'a> {
+            #[serde(borrow)]
+            id: &'a serde_json::value::RawValue,
+        }
+        match params.map(serde_json::from_str::<Cancel<'_>>) {
+            Some(Ok(cancel)) => {
+                let cancelled = self.running.cancel(cancel.id.get());
+                tracing::debug!(
+                    connection = self.id,
+                    id = cancel.id.get(),
+                    cancelled,
+                    "cancel request"
+                );
+            }
+            _ => tracing::debug!(connection = self.id, "ignoring a malformed $/cancelRequest"),
+        }
+    }
+
     fn try_start_request(&self) -> bool {
         self.outbound.start_request(self.server.max_in_flight)
     }

@@ -37,13 +37,11 @@ pub enum Entry<'a> {
     },
     Notification {
         method: Cow<'a, str>,
+        params: Option<&'a str>,
         jsonrpc: bool,
     },
     /// A reply to one of our server→client requests.
-    Response {
-        id: &'a str,
-        outcome: Reply<'a>,
-    },
+    Response { id: &'a str, outcome: Reply<'a> },
     /// Answered with `error`; `id` is the client's id when it was valid.
     Invalid {
         id: Option<&'a str>,
@@ -162,7 +160,11 @@ fn classify(envelope: RawEnvelope<'_>) -> Entry<'_> {
         };
         let params = envelope.params.map(RawValue::get);
         return match id {
-            None => Entry::Notification { method, jsonrpc },
+            None => Entry::Notification {
+                method,
+                params,
+                jsonrpc,
+            },
             Some(_) if valid_id.is_none() => invalid("invalid id"),
             Some(id) => Entry::Request {
                 id,
@@ -587,7 +589,7 @@ mod properties {
         fn objects_with_a_string_method_and_no_id_are_notifications(method in ".*", params in any_json()) {
             let text = json!({"method": method, "params": params}).to_string();
             match parse(&text) {
-                Frame::Single(Entry::Notification { method: parsed, jsonrpc: false }) => prop_assert_eq!(parsed, method),
+                Frame::Single(Entry::Notification { method: parsed, jsonrpc: false, .. }) => prop_assert_eq!(parsed, method),
                 other => prop_assert!(false, "unexpected {:?}", other),
             }
         }

@@ -23,6 +23,9 @@ use crate::protocol::{
 };
 use crate::rpc::connection::RequestScope;
 
+/// Longest `clientInfo.name`, `title` and `version`: they end up in every backend User-Agent.
+const MAX_CLIENT_INFO_CHARS: usize = 256;
+
 /// Everything handlers share within one server.
 pub struct HandlerContext {
     pub identity: Arc<Identity>,
@@ -95,10 +98,13 @@ where
 }
 
 /// Decodes params; absent or `null` params decode as `{}` so optional-only shapes accept them.
+/// Every method takes named params: an array is refused rather than mapped by field order.
 pub fn decode_params<P: DeserializeOwned>(params: &Params<'_>) -> Result<P, RpcError> {
-    let raw = match params.as_str() {
-        None => "{}",
-        Some(raw) if raw.trim() == "null" => "{}",
+    let raw = match params.as_str().map(str::trim) {
+        None | Some("null") => "{}",
+        Some(raw) if !raw.starts_with('{') => {
+            return Err(RpcError::invalid_params("params must be an object"));
+        }
         Some(raw) => raw,
     };
     serde_json::from_str(raw).map_err(RpcError::invalid_params)
@@ -120,6 +126,17 @@ fn register_initialize(module: &mut RpcModule<HandlerContext>) {
                 return Err(to_error_object(RpcError::already_initialized()));
             }
             let client = params.client_info;
+            for (member, value) in [
+                ("name", Some(&client.name)),
+                ("title", client.title.as_ref()),
+                ("version", Some(&client.version)),
+            ] {
+                if value.is_some_and(|value| value.chars().count() > MAX_CLIENT_INFO_CHARS) {
+                    return Err(to_error_object(RpcError::invalid_request(format!(
+                        "Invalid clientInfo.{member}: must be at most {MAX_CLIENT_INFO_CHARS} characters."
+                    ))));
+                }
+            }
             if !is_header_safe(&client.name) {
                 return Err(to_error_object(RpcError::invalid_request(format!(
                     "Invalid clientInfo.name: '{}'. Must be a valid HTTP header value.",

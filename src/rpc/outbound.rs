@@ -1,8 +1,9 @@
 //! A connection's outbound queue: every reply, notification and server request goes through it.
 //!
 //! Pushing never waits, so no handler (and no broadcast) can be stalled by one slow peer. The queue
-//! is bounded by a message count: over it, a WebSocket peer is disconnected (SPEC §2.1), while on
-//! stdio the reader stops taking input until the writer catches up (SPEC §2.2). Notifications can be
+//! is bounded by a message count and by bytes: over either, a WebSocket peer is disconnected with
+//! 1008 (SPEC §2.1), while on stdio the reader stops taking input until the writer catches up
+//! (SPEC §2.2). Notifications can be
 //! held back while a request's reply is pending, so the reply always goes first (SPEC §3.5).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,6 +22,16 @@ pub enum OutFrame {
     Close(u16, &'static str),
 }
 
+impl OutFrame {
+    /// What the frame counts against the queue's byte bound.
+    fn size(&self) -> usize {
+        match self {
+            Self::Text(text) => text.len(),
+            Self::Ping | Self::Close(..) => 0,
+        }
+    }
+}
+
 /// What happens when the queue is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Overflow {
@@ -34,6 +45,7 @@ pub struct Outbound {
     tx: mpsc::UnboundedSender<OutFrame>,
     level: Arc<Level>,
     capacity: usize,
+    byte_capacity: usize,
     overflow: Overflow,
     held: Mutex<Held>,
     /// Cancelled when the queue overflowed: the transport must drop the peer.
@@ -51,6 +63,7 @@ struct Held {
 #[derive(Default)]
 struct Level {
     depth: AtomicUsize,
+    bytes: AtomicUsize,
     room: Notify,
     running: AtomicUsize,
 }
@@ -62,13 +75,20 @@ pub struct OutboundReceiver {
 }
 
 impl Outbound {
-    pub fn new(capacity: usize, overflow: Overflow) -> (Self, OutboundReceiver) {
+    /// A queue holding at most `capacity` frames and `byte_capacity` bytes of text (one frame
+    /// larger than that still goes through an empty queue).
+    pub fn new(
+        capacity: usize,
+        byte_capacity: usize,
+        overflow: Overflow,
+    ) -> (Self, OutboundReceiver) {
         let (tx, rx) = mpsc::unbounded_channel();
         let level = Arc::new(Level::default());
         let outbound = Self {
             tx,
             level: level.clone(),
             capacity: capacity.max(1),
+            byte_capacity,
             overflow,
             held: Mutex::new(Held::default()),
             overflowed: CancellationToken::new(),
@@ -81,20 +101,28 @@ impl Outbound {
         if self.overflowed.is_cancelled() {
             return false;
         }
+        let size = frame.size();
         let depth = self.level.depth.fetch_add(1, Ordering::AcqRel);
-        if depth >= self.capacity && self.overflow == Overflow::Disconnect {
+        let bytes = self.level.bytes.fetch_add(size, Ordering::AcqRel);
+        let full = depth >= self.capacity || (bytes > 0 && bytes + size > self.byte_capacity);
+        if full && self.overflow == Overflow::Disconnect {
             self.level.depth.fetch_sub(1, Ordering::AcqRel);
+            self.level.bytes.fetch_sub(size, Ordering::AcqRel);
             if !self.overflowed.is_cancelled() {
                 tracing::warn!(
-                    capacity = self.capacity,
+                    messages = self.capacity,
+                    bytes = self.byte_capacity,
                     "outbound queue full: disconnecting a peer that does not read"
                 );
                 self.overflowed.cancel();
             }
             return false;
         }
-        if self.tx.send(frame).is_err() {
+        if let Err(unsent) = self.tx.send(frame) {
             self.level.depth.fetch_sub(1, Ordering::AcqRel);
+            self.level
+                .bytes
+                .fetch_sub(unsent.0.size(), Ordering::AcqRel);
             return false;
         }
         true
@@ -167,13 +195,13 @@ impl Outbound {
 impl OutboundReceiver {
     pub async fn recv(&mut self) -> Option<OutFrame> {
         let frame = self.rx.recv().await;
-        self.dequeued(frame.is_some());
+        self.dequeued(frame.as_ref());
         frame
     }
 
     pub fn try_recv(&mut self) -> Option<OutFrame> {
         let frame = self.rx.try_recv().ok();
-        self.dequeued(frame.is_some());
+        self.dequeued(frame.as_ref());
         frame
     }
 
@@ -182,9 +210,10 @@ impl OutboundReceiver {
         self.level.running.load(Ordering::Acquire) > 0
     }
 
-    fn dequeued(&self, took: bool) {
-        if took {
+    fn dequeued(&self, frame: Option<&OutFrame>) {
+        if let Some(frame) = frame {
             self.level.depth.fetch_sub(1, Ordering::AcqRel);
+            self.level.bytes.fetch_sub(frame.size(), Ordering::AcqRel);
             self.level.room.notify_waiters();
         }
     }
@@ -203,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn held_notifications_follow_the_reply() {
-        let (out, mut rx) = Outbound::new(16, Overflow::Disconnect);
+        let (out, mut rx) = Outbound::new(16, 1 << 20, Overflow::Disconnect);
         out.hold();
         out.push_notification("n1".into());
         out.push_text("reply".into());
@@ -218,7 +247,7 @@ mod tests {
 
     #[tokio::test]
     async fn overflow_disconnects() {
-        let (out, _rx) = Outbound::new(2, Overflow::Disconnect);
+        let (out, _rx) = Outbound::new(2, 1 << 20, Overflow::Disconnect);
         assert!(out.push_text("a".into()));
         assert!(out.push_text("b".into()));
         assert!(!out.overflowed().is_cancelled());
@@ -228,8 +257,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn overflow_by_bytes_disconnects_but_one_big_frame_passes() {
+        let (out, mut rx) = Outbound::new(100, 10, Overflow::Disconnect);
+        assert!(
+            out.push_text("a".repeat(50)),
+            "one frame over the bound goes through"
+        );
+        rx.try_recv();
+        assert!(out.push_text("a".repeat(6)));
+        assert!(out.push_text("a".repeat(4)));
+        assert!(!out.overflowed().is_cancelled());
+        assert!(!out.push_text("a".to_owned()));
+        assert!(out.overflowed().is_cancelled());
+    }
+
+    #[tokio::test]
     async fn backpressure_waits_for_the_writer() {
-        let (out, mut rx) = Outbound::new(1, Overflow::Backpressure);
+        let (out, mut rx) = Outbound::new(1, 1 << 20, Overflow::Backpressure);
         let out = std::sync::Arc::new(out);
         assert!(out.push_text("a".into()));
         assert!(out.push_text("b".into()), "backpressure never drops");

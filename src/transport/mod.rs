@@ -5,6 +5,7 @@
 
 pub mod console;
 pub mod guard;
+pub mod listener;
 pub mod server_file;
 pub mod stdio;
 pub mod ws;

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -27,10 +27,13 @@ use crate::config::ServerConfig;
 use crate::rpc::{Connection, OutFrame, OutboundReceiver, Overflow, RpcServer};
 use crate::transport::console;
 use crate::transport::guard::HostOriginPolicy;
+use crate::transport::listener::{self, SocketLimits, SocketSlot};
 use crate::transport::ws_auth::{self, WsAuthenticator};
 
 /// Writes between two flushes at most.
 const WRITE_BATCH: usize = 64;
+/// How long a closing socket may take to deliver what was written and its close frame.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// State shared by the routes of one listener.
 pub struct WsShared {
@@ -70,15 +73,13 @@ impl WsShared {
 }
 
 /// Serves HTTP on `listener` until `shared.shutdown` is cancelled and every socket has closed.
-pub async fn serve(listener: TcpListener, shared: Arc<WsShared>) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<WsShared>,
+    limits: SocketLimits,
+) -> std::io::Result<()> {
     let shutdown = shared.shutdown.clone();
-    axum::serve(listener, router(shared.clone()))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    listener::serve(listener, router(shared.clone()), limits, shutdown).await;
     shared.wait_for_sockets().await;
     Ok(())
 }
@@ -104,9 +105,16 @@ fn plain(status: StatusCode, body: &'static str) -> Response {
         .into_response()
 }
 
-/// Host, then Origin, for every route.
+/// Host, then Origin, for every route. A repeated `Host` or `Origin` is refused: which copy a
+/// proxy or browser would have honoured is ambiguous.
 async fn admit(State(shared): State<Arc<WsShared>>, request: Request, next: Next) -> Response {
     let headers = request.headers();
+    for name in [header::HOST, header::ORIGIN] {
+        if headers.get_all(&name).iter().nth(1).is_some() {
+            tracing::info!(path = request.uri().path(), header = %name, "refused request: repeated header");
+            return plain(StatusCode::BAD_REQUEST, "repeated host or origin header");
+        }
+    }
     let host = headers.get(header::HOST).map(HeaderValue::as_bytes);
     let origin = headers.get(header::ORIGIN).map(HeaderValue::as_bytes);
     if let Err(refusal) = shared.policy.admit(host, origin) {
@@ -140,6 +148,7 @@ async fn not_found() -> Response {
 /// `GET /`: token, then connection slot, then the upgrade with the configured limits.
 async fn upgrade(
     State(shared): State<Arc<WsShared>>,
+    socket_slot: Option<Extension<Arc<SocketSlot>>>,
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
@@ -187,12 +196,17 @@ async fn upgrade(
         upgrade.protocols(std::iter::empty::<&'static str>())
     };
     let sockets = shared.sockets.clone();
+    let socket_slot = socket_slot.map(|Extension(slot)| slot);
     upgrade
         .on_failed_upgrade(|err| tracing::debug!(error = %err, "websocket upgrade failed"))
         .on_upgrade(move |socket| {
+            if let Some(slot) = &socket_slot {
+                slot.mark_upgraded();
+            }
             sockets.track_future(async move {
                 run_socket(socket, shared).await;
                 drop(permit);
+                drop(socket_slot);
             })
         })
 }
@@ -205,53 +219,60 @@ enum Ending {
     TooBig,
     Idle,
     Overflowed,
+    /// A text frame that is not UTF-8 (close 1007).
+    InvalidText,
+    /// A frame that breaks RFC 6455: reserved bits or opcodes, unmasked, orphan continuation (1002).
+    ProtocolViolation,
     Error,
 }
 
 async fn run_socket(socket: WebSocket, shared: Arc<WsShared>) {
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let (connection, receiver) = Connection::new(shared.rpc.clone(), Overflow::Disconnect);
     let id = connection.id();
     tracing::debug!(connection = id, "websocket connected");
-    let writer = tokio::spawn(write_loop(sink, receiver));
+    let overflowed = connection.outbound().overflowed().clone();
+    let writer = tokio::spawn(write_loop(sink, receiver, overflowed));
 
-    let ending = read_loop(stream, &connection, &shared).await;
+    let ending = read_loop(&mut stream, &connection, &shared).await;
     tracing::debug!(connection = id, ?ending, "websocket reader stopped");
-    match ending {
-        Ending::Shutdown => {
-            connection.close();
-            connection.push_close(1001, "server shutting down");
-        }
-        Ending::TooBig => {
-            connection.close();
-            connection.push_close(1009, "message too big");
-        }
-        Ending::Idle => {
-            connection.close();
-            connection.push_close(1001, "connection idle");
-        }
-        Ending::PeerClosed | Ending::Error => {
-            connection.close();
-            connection.push_close(1000, "");
-        }
-        Ending::Overflowed => {
-            connection.close();
-            writer.abort();
-        }
+    connection.close();
+    let close = match ending {
+        Ending::Shutdown => Some((1001, "server shutting down")),
+        Ending::TooBig => Some((1009, "message too big")),
+        Ending::Idle => Some((1001, "connection idle")),
+        Ending::InvalidText => Some((1007, "invalid utf-8 in a text frame")),
+        Ending::ProtocolViolation => Some((1002, "protocol error")),
+        Ending::PeerClosed | Ending::Error => Some((1000, "")),
+        // The writer drops what is queued and sends 1008 itself.
+        Ending::Overflowed => None,
+    };
+    if let Some((code, reason)) = close {
+        connection.push_close(code, reason);
     }
-    // Let the writer flush what is queued (the close frame last), but never wait on a dead peer.
+    // Let the writer deliver what is queued (the close frame last) while the peer's last frames
+    // are read and dropped until its close arrives: closing a socket with unread input resets it,
+    // which could destroy the close frame in flight. Never wait long on a dead peer.
     let writer_abort = writer.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(2), writer)
-        .await
-        .is_err()
-    {
+    let finished = tokio::time::timeout(CLOSE_WAIT, async {
+        let drain = async {
+            while let Some(Ok(message)) = stream.next().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::join!(writer, drain);
+    })
+    .await;
+    if finished.is_err() {
         writer_abort.abort();
     }
     tracing::debug!(connection = id, "websocket closed");
 }
 
 async fn read_loop(
-    mut stream: SplitStream<WebSocket>,
+    stream: &mut SplitStream<WebSocket>,
     connection: &Connection,
     shared: &WsShared,
 ) -> Ending {
@@ -302,32 +323,51 @@ async fn read_loop(
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
                     Some(Ok(Message::Close(_))) | None => return Ending::PeerClosed,
-                    Some(Err(err)) => {
-                        return if is_too_big(err) { Ending::TooBig } else { Ending::Error };
-                    }
+                    Some(Err(err)) => return classify_read_error(err),
                 }
             }
         }
     }
 }
 
-fn is_too_big(err: axum::Error) -> bool {
+/// Maps a read failure to the close code it deserves (RFC 6455 §7.4.1).
+fn classify_read_error(err: axum::Error) -> Ending {
     use tokio_tungstenite::tungstenite::Error as WsError;
     let inner = err.into_inner();
-    match inner.downcast_ref::<WsError>() {
-        Some(WsError::Capacity(_)) => true,
-        Some(other) => {
-            tracing::debug!(error = %other, "websocket read failed");
-            false
+    let ending = match inner.downcast_ref::<WsError>() {
+        Some(WsError::Capacity(_)) => Ending::TooBig,
+        Some(WsError::Utf8(_)) => Ending::InvalidText,
+        Some(WsError::Protocol(_)) => Ending::ProtocolViolation,
+        _ => Ending::Error,
+    };
+    tracing::debug!(error = %inner, ?ending, "websocket read failed");
+    ending
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut receiver: OutboundReceiver,
+    overflowed: CancellationToken,
+) {
+    tokio::select! {
+        biased;
+        _ = overflowed.cancelled() => {
+            // The peer stopped reading: drop what is still queued and say why. Bytes the
+            // interrupted write had buffered go first, so the close frame still arrives whole.
+            let _ = sink
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1008,
+                    reason: "outbound queue full".into(),
+                })))
+                .await;
+            let _ = sink.close().await;
         }
-        None => {
-            tracing::debug!(error = %inner, "websocket read failed");
-            false
-        }
+        () = write_frames(&mut sink, &mut receiver) => {}
     }
 }
 
-async fn write_loop(mut sink: SplitSink<WebSocket, Message>, mut receiver: OutboundReceiver) {
+/// Writes queued frames until a close frame is sent or a write fails.
+async fn write_frames(sink: &mut SplitSink<WebSocket, Message>, receiver: &mut OutboundReceiver) {
     while let Some(first) = receiver.recv().await {
         let mut next = Some(first);
         let mut written = 0;

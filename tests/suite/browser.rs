@@ -13,9 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{
-    TestServer, backend_accepting, idt, repo_root, server_json, tool_available, usage_snapshot,
-};
+use crate::support::{TestServer, backend_accepting, idt, repo_root, server_json, usage_snapshot};
 
 const REFRESH: &str = "account/chatgptAuthTokens/refresh";
 /// A bound on a script run (each script bounds itself at 25 s and normally takes a few seconds).
@@ -25,38 +23,6 @@ fn chromium() -> PathBuf {
     std::env::var_os("AUTHBRIDGE_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
-/// What the browser tests need and is missing.
-fn missing_tools() -> Vec<String> {
-    let mut missing = Vec::new();
-    let node = std::process::Command::new("node")
-        .arg("--version")
-        .stdin(Stdio::null())
-        .output();
-    if !matches!(node, Ok(output) if output.status.success()) {
-        missing.push("`node` is not on PATH".to_owned());
-    }
-    if !chromium().is_file() {
-        missing.push(format!("no Chromium at {}", chromium().display()));
-    }
-    let playwright = repo_root().join("tests/browser/node_modules/playwright-core/package.json");
-    if !playwright.is_file() {
-        missing.push(
-            "tests/browser/node_modules/playwright-core is not installed (run `npm ci --prefix tests/browser`)"
-                .to_owned(),
-        );
-    }
-    missing
-}
-
-/// Whether the browser tests can run here (see `support::tool_available`).
-fn browser_available(test: &str) -> bool {
-    let missing = missing_tools();
-    tool_available(
-        &format!("{test} needs {}", missing.join("; ")),
-        missing.is_empty(),
-    )
 }
 
 /// Runs `node tests/browser/<script>` with `env`; returns the JSON line it printed.
@@ -102,10 +68,11 @@ async fn run_script(script: &str, env: &[(&str, &str)]) -> Value {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    missing_browser,
+    ignore = "needs Chromium and tests/browser's packages (bash .ci/run installs them)"
+)]
 async fn the_console_logs_in_answers_a_refresh_and_shows_rate_limits() {
-    if !browser_available("the_console_logs_in_answers_a_refresh_and_shows_rate_limits") {
-        return;
-    }
     let backend = backend_accepting(&["access-refreshed"]).await;
     let base = format!("chatgpt_base_url=\"{}\"", backend.uri());
     let server = TestServer::start(&[base.as_str()]).await;
@@ -282,10 +249,11 @@ async fn the_console_logs_in_answers_a_refresh_and_shows_rate_limits() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    missing_browser,
+    ignore = "needs Chromium and tests/browser's packages (bash .ci/run installs them)"
+)]
 async fn a_foreign_origin_is_refused_and_the_console_origin_is_accepted() {
-    if !browser_available("a_foreign_origin_is_refused_and_the_console_origin_is_accepted") {
-        return;
-    }
     let server = TestServer::start(&[]).await;
     let token = server.token.clone().unwrap();
     let http_base = server.http_url("");

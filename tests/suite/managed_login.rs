@@ -1143,22 +1143,28 @@ async fn two_processes_sharing_a_home_refresh_once() {
     write_user_tokens(home.path(), "access-0", "refresh-0", &now_rfc3339());
     let base = format!("chatgpt_base_url=\"{}\"", backend.uri());
     let refresh = format!("auth.refresh_token_url=\"{}/oauth/token\"", issuer.uri());
-    let args = [
-        "--home",
-        home.path().to_str().unwrap(),
-        "--listen",
-        "ws://127.0.0.1:0",
-        "--ws-auth",
-        "none",
-        "-c",
-        &base,
-        "-c",
-        &refresh,
-    ];
-    let first = Child::spawn(&args, &[]).await;
-    let second = Child::spawn(&args, &[]).await;
+    let args = |listen| {
+        [
+            "--home",
+            home.path().to_str().unwrap(),
+            "--listen",
+            listen,
+            "--ws-auth",
+            "none",
+            "-c",
+            &base,
+            "-c",
+            &refresh,
+        ]
+        .map(str::to_owned)
+    };
+    // One WebSocket server per home; an editor's stdio server shares it.
+    let ws_args = args("ws://127.0.0.1:0");
+    let stdio_args = args("stdio://");
+    let first = Child::spawn(&ws_args.each_ref().map(String::as_str), &[]).await;
+    let mut second = Child::spawn(&stdio_args.each_ref().map(String::as_str), &[]).await;
     let mut a = Client::connect(first.url.as_deref().unwrap(), None).await;
-    let mut b = Client::connect(second.url.as_deref().unwrap(), None).await;
+    let mut b = Client::over_stdio(&mut second);
     a.initialize().await;
     b.initialize().await;
     let (id_a, id_b) = (

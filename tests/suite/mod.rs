@@ -4,6 +4,7 @@ mod browser;
 mod codex_compat;
 mod core;
 mod ecosystem;
+mod hardening;
 mod managed_login;
 mod refresh;
 mod security;

@@ -149,9 +149,17 @@ pub enum Event {
     Ended(String),
 }
 
-/// A WebSocket client with a receive buffer, so tests can wait for one message while others pile up.
+/// Where a client's messages go: a WebSocket, or a stdio server's stdin (one line each).
+enum Sink {
+    Ws(SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>),
+    /// `None` once closed.
+    Stdio(Option<tokio::process::ChildStdin>),
+}
+
+/// A WebSocket (or stdio) client with a receive buffer, so tests can wait for one message while
+/// others pile up.
 pub struct Client {
-    sink: SplitSink<WebSocketStream<MaybeTlsStream<TcpStream>>, Message>,
+    sink: Sink,
     events: mpsc::UnboundedReceiver<Event>,
     buffer: VecDeque<Event>,
     next_id: i64,
@@ -177,8 +185,9 @@ impl Client {
                 HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
             );
         }
-        let (socket, _) = tokio_tungstenite::connect_async(request)
+        let (socket, _) = timeout(WAIT, tokio_tungstenite::connect_async(request))
             .await
+            .expect("websocket connects in time")
             .expect("websocket connects");
         Self::from_socket(socket)
     }
@@ -187,6 +196,32 @@ impl Client {
         let (sink, stream) = socket.split();
         let (tx, events) = mpsc::unbounded_channel();
         let reader = tokio::spawn(read_events(stream, tx));
+        Self::with(Sink::Ws(sink), events, reader)
+    }
+
+    /// A client speaking to a `--listen stdio://` child over its pipes.
+    pub fn over_stdio(child: &mut Child) -> Self {
+        let stdin = child.process.stdin.take().expect("stdin piped");
+        let stdout = child.process.stdout.take().expect("stdout piped");
+        let (tx, events) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut lines = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(Event::Text(line)).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Event::Ended("stdout closed".into()));
+        });
+        Self::with(Sink::Stdio(Some(stdin)), events, reader)
+    }
+
+    fn with(
+        sink: Sink,
+        events: mpsc::UnboundedReceiver<Event>,
+        reader: tokio::task::JoinHandle<()>,
+    ) -> Self {
         Self {
             sink,
             events,
@@ -201,10 +236,25 @@ impl Client {
     pub async fn send_text(&mut self, text: impl Into<String>) {
         let text = text.into();
         self.remember_requests(&text);
-        self.sink
-            .send(Message::Text(text.into()))
-            .await
-            .expect("send");
+        match &mut self.sink {
+            Sink::Ws(sink) => sink.send(Message::Text(text.into())).await.expect("send"),
+            Sink::Stdio(stdin) => {
+                use tokio::io::AsyncWriteExt;
+                let stdin = stdin.as_mut().expect("stdin is open");
+                stdin.write_all(text.as_bytes()).await.expect("write stdin");
+                stdin.write_all(b"\n").await.expect("write stdin");
+            }
+        }
+    }
+
+    /// Closes the client's sending side (stdio: EOF on the server's stdin).
+    pub async fn close_input(&mut self) {
+        match &mut self.sink {
+            Sink::Ws(sink) => {
+                let _ = sink.close().await;
+            }
+            Sink::Stdio(stdin) => drop(stdin.take()),
+        }
     }
 
     fn remember_requests(&mut self, text: &str) {
@@ -229,7 +279,10 @@ impl Client {
     }
 
     pub async fn send_raw(&mut self, message: Message) -> Result<(), tungstenite::Error> {
-        self.sink.send(message).await
+        match &mut self.sink {
+            Sink::Ws(sink) => sink.send(message).await,
+            Sink::Stdio(_) => panic!("raw frames need a WebSocket client"),
+        }
     }
 
     /// Sends a request with a fresh integer id; returns the id.
@@ -254,6 +307,17 @@ impl Client {
     pub async fn call_result(&mut self, method: &str, params: Value) -> Value {
         let id = self.request(method, params).await;
         self.result(id).await
+    }
+
+    /// Logs in with host-owned tokens (`idt(email, "pro", workspace)`, bearer `access`).
+    pub async fn login_external(&mut self, email: &str, workspace: &str, access: &str) {
+        let result = self
+            .call_result(
+                "account/login/start",
+                json!({"type": "chatgptAuthTokens", "idToken": idt(email, "pro", workspace), "accessToken": access}),
+            )
+            .await;
+        assert_eq!(result, json!({"type": "chatgptAuthTokens"}));
     }
 
     /// The SPEC §13 handshake.
@@ -444,8 +508,15 @@ async fn read_events(
             Ok(_) => continue,
             Err(err) => Event::Ended(err.to_string()),
         };
-        let end = matches!(event, Event::Close(_) | Event::Ended(_));
-        if tx.send(event).is_err() || end {
+        let closed = matches!(event, Event::Close(_));
+        let ended = matches!(event, Event::Ended(_));
+        if tx.send(event).is_err() || ended {
+            return;
+        }
+        if closed {
+            // Like a real client: keep reading, so the close reply goes out and the server's end
+            // of the stream is seen.
+            while let Some(Ok(_)) = stream.next().await {}
             return;
         }
     }
@@ -462,15 +533,34 @@ pub struct Child {
     pub process: tokio::process::Child,
     pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
     pub url: Option<String>,
+    lines: mpsc::UnboundedReceiver<String>,
 }
 
 impl Child {
     /// Starts `authbridge serve <args>` and, for WebSocket listeners, waits for the listening line.
     pub async fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = tokio::process::Command::new(binary());
+        command.arg("serve").args(args);
+        Self::spawn_command(command, args, env).await
+    }
+
+    /// Like [`Child::spawn`], with the process's open-file limit lowered to `limit`.
+    pub async fn spawn_with_fd_limit(limit: u32, args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = tokio::process::Command::new("bash");
         command
-            .arg("serve")
-            .args(args)
+            .arg("-c")
+            .arg(format!("ulimit -n {limit} && exec \"$0\" serve \"$@\""))
+            .arg(binary())
+            .args(args);
+        Self::spawn_command(command, args, env).await
+    }
+
+    async fn spawn_command(
+        mut command: tokio::process::Command,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
+        command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -497,8 +587,18 @@ impl Child {
         if listens_on_ws {
             let deadline = Instant::now() + WAIT;
             while let Ok(Some(line)) = tokio::time::timeout_at(deadline, line_rx.recv()).await {
+                // `--log-format json` prints the line as a JSON event.
+                let line = serde_json::from_str::<Value>(&line)
+                    .ok()
+                    .and_then(|event| event["fields"]["message"].as_str().map(str::to_owned))
+                    .unwrap_or(line);
                 if let Some(rest) = line.strip_prefix("authbridge listening on ") {
-                    url = rest.split_whitespace().next().map(str::to_owned);
+                    // Every interface bound: connect where local clients are told to.
+                    url = match rest.split_once("(local clients: ") {
+                        Some((_, local)) => local.split(';').next(),
+                        None => rest.split_whitespace().next(),
+                    }
+                    .map(str::to_owned);
                     break;
                 }
             }
@@ -507,6 +607,23 @@ impl Child {
             process,
             stderr,
             url,
+            lines: line_rx,
+        }
+    }
+
+    /// Waits for a stderr line containing `text` (lines already seen do not count).
+    pub async fn stderr_line(&mut self, text: &str) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) if line.contains(text) => return line,
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!(
+                    "stderr closed before a line with {text:?}:\n{}",
+                    self.stderr()
+                ),
+                Err(_) => panic!("no stderr line with {text:?}:\n{}", self.stderr()),
+            }
         }
     }
 
@@ -602,22 +719,6 @@ pub fn days_ago(days: i64) -> String {
     (time::OffsetDateTime::now_utc() - time::Duration::days(days))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap()
-}
-
-/// Whether an optional tool (Node packages, websocat, Chromium) is usable here. When it is not:
-/// with `AUTHBRIDGE_REQUIRE_TOOLS=1` (set by `.ci/run`) the test fails, otherwise it is skipped
-/// with a message saying why.
-pub fn tool_available(what: &str, available: bool) -> bool {
-    if available {
-        return true;
-    }
-    if std::env::var("AUTHBRIDGE_REQUIRE_TOOLS").as_deref() == Ok("1") {
-        panic!(
-            "{what} is required (AUTHBRIDGE_REQUIRE_TOOLS=1) but missing; `bash .ci/run` installs it"
-        );
-    }
-    eprintln!("skipping: {what} is not installed (`bash .ci/run` installs it)");
-    false
 }
 
 /// True if `program --version` runs.
