@@ -1,6 +1,6 @@
 //! authbridge: a localhost WebSocket (and stdio) JSON-RPC server speaking the Codex app-server
-//! account protocol. It holds the user's OpenAI account in one of three modes — API key, managed
-//! ChatGPT login, or host-owned tokens — and recovers backend calls from `401` transparently.
+//! protocol. It holds the user's OpenAI account in one of three modes — API key, managed ChatGPT
+//! login, or host-owned tokens — and recovers backend calls from `401` transparently.
 //!
 //! Embedding: build a [`Config`] and call [`RunningServer::start`].
 //!
@@ -13,21 +13,39 @@
 //! # Ok(()) }
 //! ```
 
-pub mod account;
-pub mod atomic_file;
-pub mod backend;
-pub mod cli;
-pub mod config;
-pub mod error;
-pub mod hub;
-pub mod identity;
-pub mod login;
-pub mod peer;
-pub mod protocol;
-pub mod rpc;
-pub mod schema;
-pub mod server;
-pub mod transport;
+mod account;
+mod atomic_file;
+mod backend;
+mod cli;
+mod config;
+pub mod dev_backend;
+mod identity;
+mod jsonrpc;
+mod login;
+mod peer;
+mod protocol;
+mod rpc;
+mod schema;
+mod server;
+#[cfg(test)]
+mod testing;
+mod transport;
+mod turns;
 
-pub use config::Config;
+pub use config::{Config, ConfigError};
 pub use server::{RunningServer, StartError};
+
+/// The `authbridge` command line (what the binary runs).
+pub fn run_cli() -> std::process::ExitCode {
+    cli::main()
+}
+
+/// The pure parsers the fuzz targets drive (`cargo +nightly fuzz run <target>`).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::account::jwt;
+    pub use crate::account::store::parse_auth_file;
+    pub use crate::jsonrpc::{RpcError, envelope};
+    pub use crate::transport::guard::HostOriginPolicy;
+    pub use crate::transport::ws_auth::{WsAuthenticator, presented_credential};
+}

@@ -1,5 +1,5 @@
 //! The `authbridge` binary: see `authbridge --help`.
 
 fn main() -> std::process::ExitCode {
-    authbridge::cli::main()
+    authbridge::run_cli()
 }

@@ -1,8 +1,8 @@
-//! Starting and stopping a server: wires configuration, account state, the method table and a
-//! transport together. This is the entry point for the binary, for tests and for embedding apps.
+//! Starting and stopping a server: wires configuration, the account, the backend stack, the
+//! method table and a transport together. The binary, the tests and embedding apps all start here.
 
-use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -10,38 +10,52 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::account::AccountService;
+use crate::account::credentials::Credentials;
 use crate::atomic_file;
-use crate::config::{Config, Listen, WsAuthMode};
-use crate::hub::Hub;
+use crate::backend::{BackendClient, http_client};
+use crate::config::{Config, ConfigError, Listen, WsAuthMode};
 use crate::identity::Identity;
-use crate::rpc::RpcServer;
+use crate::peer::Hub;
 use crate::rpc::methods::{self, HandlerContext};
+use crate::rpc::{ConnectionLimits, RpcServer};
 use crate::transport::guard::{HostOriginPolicy, display_host};
+use crate::transport::http::{self, Listener};
 use crate::transport::listener::{self, SocketLimits};
-use crate::transport::server_file::{self, ServerFile, ServerFileOwner};
+use crate::transport::server_file::{self, ClaimError, ServerFile, ServerFileOwner};
 use crate::transport::stdio;
-use crate::transport::ws::{self, WsShared};
 use crate::transport::ws_auth::{CapabilityToken, WsAuthenticator};
+use crate::turns::{Threads, TurnContext};
+use tokio_util::task::TaskTracker;
 
 /// Sockets beyond `server.max_connections` for plain HTTP (health checks, the console's assets).
 const EXTRA_HTTP_SOCKETS: usize = 64;
 
-/// A startup failure, with a message meant for the user.
-#[derive(Debug)]
-pub struct StartError(pub String);
-
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for StartError {}
-
-impl From<crate::config::ConfigError> for StartError {
-    fn from(err: crate::config::ConfigError) -> Self {
-        Self(err.0)
-    }
+/// Why the server did not start; `Display` is meant for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot create home directory {}: {source}", .path.display())]
+    Home {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot create the HTTP client: {0}")]
+    HttpClient(reqwest::Error),
+    #[error("refusing to listen on non-loopback address {0} without websocket auth")]
+    OpenNetworkListener(SocketAddr),
+    #[error(transparent)]
+    ServerFile(#[from] ClaimError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot write {}: {source}", .path.display())]
+    WriteServerFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A started server.
@@ -62,35 +76,18 @@ struct ListenerInfo {
 impl RunningServer {
     /// Binds and starts serving according to `config`.
     pub async fn start(config: Config) -> Result<Self, StartError> {
-        atomic_file::ensure_private_dir(&config.home).map_err(|err| {
-            StartError(format!(
-                "cannot create home directory {}: {err}",
-                config.home.display()
-            ))
+        atomic_file::ensure_private_dir(&config.home).map_err(|source| StartError::Home {
+            path: config.home.clone(),
+            source,
         })?;
         let config = Arc::new(config);
         let shutdown = CancellationToken::new();
-        let hub = Arc::new(Hub::new());
-        let identity = Arc::new(Identity::from_env());
-        let account = AccountService::new(config.clone(), hub.clone(), identity.clone())
-            .map_err(StartError)?;
+        let Core { rpc, account } = Core::build(config.clone(), shutdown.clone())?;
         account.remove_stale_files().await;
-        let context = Arc::new(HandlerContext {
-            identity,
-            account: account.clone(),
-            home: config.home.clone(),
-        });
-        let rpc = Arc::new(RpcServer::new(
-            methods::build(context),
-            hub,
-            config.server.max_in_flight_per_connection,
-            config.server.outbound_queue_messages,
-            config.server.outbound_queue_bytes,
-        ));
         let (task, listener) = match config.listen {
-            Listen::Stdio => (serve_stdio(&config, rpc, shutdown.clone()), None),
+            Listen::Stdio => (serve_stdio(&config, rpc), None),
             Listen::Ws(requested) => {
-                let (task, info) = serve_ws(&config, requested, rpc, shutdown.clone()).await?;
+                let (task, info) = serve_ws(&config, requested, rpc).await?;
                 (task, Some(info))
             }
         };
@@ -124,34 +121,11 @@ impl RunningServer {
     pub fn connect_hint(&self) -> String {
         match &self.listener {
             None => "authbridge listening on stdio://".to_owned(),
-            Some(info) => {
-                let token_hint = match info.auth {
-                    WsAuthMode::CapabilityToken => format!(
-                        "; token in {} (send `Authorization: Bearer <token>` or subprotocol `authbridge.bearer.<token>`)",
-                        info.owner.path().display()
-                    ),
-                    _ => String::new(),
-                };
-                let reach = if info.addr.ip().is_unspecified() {
-                    format!(
-                        " — every interface, reachable from the network (local clients: {};",
-                        info.url()
-                    )
-                } else {
-                    " (".to_owned()
-                };
-                format!(
-                    "authbridge listening on {}{reach} auth: {}{}; console: {})",
-                    info.bound_url(),
-                    info.auth,
-                    token_hint,
-                    info.console_url()
-                )
-            }
+            Some(info) => info.connect_hint(),
         }
     }
 
-    /// Starts a graceful shutdown (SPEC §2.1): stop accepting, drain, close sockets with 1001.
+    /// Starts a graceful shutdown (SPEC §2.1): stop taking requests, drain, close with 1001.
     pub fn shutdown(&self) {
         self.shutdown.cancel();
     }
@@ -168,7 +142,7 @@ impl RunningServer {
             Err(err) => Err(std::io::Error::other(err)),
         };
         self.shutdown.cancel();
-        self.account.shutdown().await;
+        self.account.shutdown();
         if let Some(info) = &self.listener
             && let Err(err) = info.owner.remove()
         {
@@ -178,20 +152,86 @@ impl RunningServer {
     }
 }
 
-fn serve_stdio(
-    config: &Arc<Config>,
-    rpc: Arc<RpcServer>,
-    shutdown: CancellationToken,
-) -> JoinHandle<std::io::Result<()>> {
-    let config = config.clone();
+/// What every transport serves: the method table over the account and its backend stack.
+pub(crate) struct Core {
+    pub rpc: Arc<RpcServer>,
+    pub account: Arc<AccountService>,
+}
+
+impl Core {
+    pub fn build(config: Arc<Config>, shutdown: CancellationToken) -> Result<Self, StartError> {
+        let hub = Arc::new(Hub::default());
+        let identity = Arc::new(Identity::from_env());
+        let http = http_client().map_err(StartError::HttpClient)?;
+        let credentials = Arc::new(Credentials::new(
+            config.clone(),
+            identity.clone(),
+            http.clone(),
+        ));
+        let backend = BackendClient::new(
+            http.clone(),
+            credentials.clone(),
+            config.backend.max_concurrent,
+        );
+        let account = AccountService::new(
+            config.clone(),
+            identity.clone(),
+            hub.clone(),
+            credentials.clone(),
+            backend.clone(),
+            http,
+        );
+        let runners = TaskTracker::new();
+        let threads = Arc::new(Threads::new(
+            Arc::new(TurnContext {
+                config: config.clone(),
+                identity: identity.clone(),
+                credentials,
+                backend,
+                hub: hub.clone(),
+            }),
+            runners.clone(),
+            shutdown.clone(),
+        ));
+        // At shutdown every turn is interrupted; once their tasks end, connections may close.
+        tokio::spawn({
+            let (shutdown, runners) = (shutdown.clone(), runners.clone());
+            async move {
+                shutdown.cancelled().await;
+                runners.close();
+            }
+        });
+        let context = Arc::new(HandlerContext {
+            identity,
+            account: account.clone(),
+            threads,
+            home: config.home.clone(),
+        });
+        let rpc = Arc::new(RpcServer::new(
+            methods::build(context),
+            methods::CANCELLABLE,
+            hub,
+            ConnectionLimits {
+                max_in_flight: config.server.max_in_flight_per_connection,
+                queue_messages: config.server.outbound_queue_messages,
+                queue_bytes: config.server.outbound_queue_bytes,
+            },
+            shutdown,
+            config.server.shutdown_grace,
+            runners,
+        ));
+        Ok(Self { rpc, account })
+    }
+}
+
+fn serve_stdio(config: &Arc<Config>, rpc: Arc<RpcServer>) -> JoinHandle<std::io::Result<()>> {
+    let max_message_bytes = config.server.max_message_bytes;
     tokio::spawn(async move {
         stdio::serve(
             tokio::io::stdin(),
             tokio::io::stdout(),
-            rpc,
-            config.server.max_message_bytes,
-            shutdown,
-            config.server.shutdown_grace,
+            &rpc,
+            max_message_bytes,
         )
         .await;
         Ok(())
@@ -203,27 +243,28 @@ async fn serve_ws(
     config: &Arc<Config>,
     requested: SocketAddr,
     rpc: Arc<RpcServer>,
-    shutdown: CancellationToken,
 ) -> Result<(JoinHandle<std::io::Result<()>>, ListenerInfo), StartError> {
     let auth_mode = config.ws_auth.mode;
     if auth_mode == WsAuthMode::None && !requested.ip().is_loopback() {
-        return Err(StartError(format!(
-            "refusing to listen on non-loopback address {requested} without websocket auth"
-        )));
+        return Err(StartError::OpenNetworkListener(requested));
     }
     let (authenticator, token) = WsAuthenticator::from_settings(&config.ws_auth)?;
-    let owner = server_file::claim(&config.home).map_err(|err| StartError(err.to_string()))?;
+    let owner = server_file::claim(&config.home)?;
     if auth_mode == WsAuthMode::None {
         tracing::warn!(
             "websocket auth is off: any local process or web page allowed by the Origin rules can use this server"
         );
     }
-    let listener = TcpListener::bind(requested)
+    let tcp = TcpListener::bind(requested)
         .await
-        .map_err(|err| StartError(format!("cannot listen on {requested}: {err}")))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|err| StartError(format!("cannot read listen address: {err}")))?;
+        .map_err(|source| StartError::Listen {
+            addr: requested,
+            source,
+        })?;
+    let addr = tcp.local_addr().map_err(|source| StartError::Listen {
+        addr: requested,
+        source,
+    })?;
     if addr.ip().is_unspecified() {
         tracing::warn!(
             %addr,
@@ -235,12 +276,11 @@ async fn serve_ws(
         &config.server.allowed_hosts,
         &config.server.allowed_origins,
     );
-    let shared = Arc::new(WsShared::new(
+    let shared = Arc::new(Listener::new(
         rpc,
         policy,
         authenticator,
         config.server.clone(),
-        shutdown,
     ));
     let info = ListenerInfo {
         addr,
@@ -248,12 +288,11 @@ async fn serve_ws(
         token,
         owner,
     };
-    info.write_server_json().map_err(|err| {
-        StartError(format!(
-            "cannot write {}: {err}",
-            info.owner.path().display()
-        ))
-    })?;
+    info.write_server_json()
+        .map_err(|source| StartError::WriteServerFile {
+            path: info.owner.path().to_path_buf(),
+            source,
+        })?;
     let limits = SocketLimits::fitting_descriptor_limit(
         config.server.max_connections + EXTRA_HTTP_SOCKETS,
         listener::RESERVED_DESCRIPTORS + config.backend.max_concurrent,
@@ -261,7 +300,7 @@ async fn serve_ws(
         config.server.max_header_bytes,
     );
     tracing::debug!(max_sockets = limits.max_sockets, "listener socket budget");
-    Ok((tokio::spawn(ws::serve(listener, shared, limits)), info))
+    Ok((tokio::spawn(http::serve(tcp, shared, limits)), info))
 }
 
 impl ListenerInfo {
@@ -277,6 +316,31 @@ impl ListenerInfo {
 
     fn console_url(&self) -> String {
         format!("http://{}/console", display_host(self.addr))
+    }
+
+    fn connect_hint(&self) -> String {
+        let token_hint = match self.auth {
+            WsAuthMode::CapabilityToken => format!(
+                "; token in {} (send `Authorization: Bearer <token>` or subprotocol `authbridge.bearer.<token>`)",
+                self.owner.path().display()
+            ),
+            _ => String::new(),
+        };
+        let reach = if self.addr.ip().is_unspecified() {
+            format!(
+                " — every interface, reachable from the network (local clients: {};",
+                self.url()
+            )
+        } else {
+            " (".to_owned()
+        };
+        format!(
+            "authbridge listening on {}{reach} auth: {}{}; console: {})",
+            self.bound_url(),
+            self.auth,
+            token_hint,
+            self.console_url()
+        )
     }
 
     fn write_server_json(&self) -> std::io::Result<()> {

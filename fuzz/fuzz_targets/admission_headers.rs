@@ -1,9 +1,19 @@
 //! Host, Origin, Authorization and Sec-WebSocket-Protocol values from the network never panic.
 #![no_main]
 
-use authbridge::transport::guard::HostOriginPolicy;
-use authbridge::transport::ws_auth::{WsAuthenticator, presented_credential, protocol_entries};
+use authbridge::fuzzing::{HostOriginPolicy, WsAuthenticator, presented_credential};
 use libfuzzer_sys::fuzz_target;
+
+/// Splits `Sec-WebSocket-Protocol` header values into entries, as the HTTP stack does.
+fn protocol_entries<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Vec<&'a str> {
+    values
+        .into_iter()
+        .filter_map(|value| std::str::from_utf8(value).ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .collect()
+}
 
 fuzz_target!(|data: &[u8]| {
     // Split the input into four header values.

@@ -1,7 +1,7 @@
 //! Any auth.json content: classification never panics.
 #![no_main]
 
-use authbridge::account::store::parse_auth_file;
+use authbridge::fuzzing::parse_auth_file;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

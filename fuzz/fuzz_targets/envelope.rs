@@ -1,8 +1,8 @@
 //! Any frame text: classification and reply rendering never panic, and replies are valid JSON.
 #![no_main]
 
-use authbridge::error::RpcError;
-use authbridge::rpc::envelope::{self, Entry, Frame};
+use authbridge::fuzzing::RpcError;
+use authbridge::fuzzing::envelope::{self, Entry, Frame};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! token (base64 errors name at most one offending symbol by its byte value).
 #![no_main]
 
-use authbridge::account::jwt;
+use authbridge::fuzzing::jwt;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

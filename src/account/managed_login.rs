@@ -1,11 +1,12 @@
 //! The managed ChatGPT logins: browser (PKCE + local callback) and device code (SPEC §10.1–10.3).
 //!
-//! Only one runs at a time. Each runs as a task that, once the issuer hands over tokens, checks the
-//! workspace, tries the API-key exchange, then — under the account's `ops` lock and only if it is
-//! still the active login — saves auth.json and announces the login. A login replaced, cancelled or
-//! timed out reports `login/completed` with `success: false` and writes nothing.
+//! [`ManagedLogins`] owns the login in progress (at most one) and the tasks that run it. A login,
+//! once the issuer hands over tokens, checks the workspace, tries the API-key exchange, then —
+//! under the account lock and only if it is still the active login — saves auth.json and
+//! announces the login. A login replaced, cancelled or timed out reports `login/completed` with
+//! `success: false` and writes nothing.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
@@ -14,26 +15,27 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::account::service::AccountService;
+use crate::account::credentials::Credentials;
+use crate::account::error::{AccountError, LoginServerError};
+use crate::account::notices;
+use crate::account::ops::{AccountOps, OpsGuard};
 use crate::account::store::ManagedTokens;
-use crate::error::RpcError;
+use crate::config::Config;
+use crate::identity::Identity;
 use crate::login::browser::{self, CallbackEvent};
-use crate::login::oauth::{CodeTokens, DevicePoll, DeviceStartError};
+use crate::login::oauth::{CodeTokens, DeviceCode, DevicePoll, DeviceStartError};
 use crate::login::pkce::{self, AuthorizeRequest, Pkce};
-use crate::peer::Caller;
-use crate::protocol::{
-    AccountLoginCompletedNotification, AuthMode, LoginAccountResponse, PlanType, methods,
-};
+use crate::peer::{Events, Hub};
+use crate::protocol::{AuthMode, LoginAccountResponse, PlanType};
 
 const NOT_COMPLETED: &str = "Login was not completed";
-const DEVICE_NOT_ENABLED: &str = "device code login is not enabled for this Codex server. Use the browser login or verify the server URL.";
 /// How long the callback server stays up after a success, for the browser to load `/success`.
 const SUCCESS_PAGE_GRACE: Duration = Duration::from_secs(30);
 /// Polling faster than this would hammer the issuer when it says `interval: 0`.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LoginKind {
+enum LoginKind {
     Browser,
     DeviceCode,
 }
@@ -49,10 +51,10 @@ impl LoginKind {
 }
 
 /// The managed login in progress.
-pub struct ActiveLogin {
-    pub id: Uuid,
-    pub kind: LoginKind,
-    pub cancel: CancellationToken,
+struct ActiveLogin {
+    id: Uuid,
+    kind: LoginKind,
+    cancel: CancellationToken,
 }
 
 /// Why finishing a login did not succeed.
@@ -63,28 +65,71 @@ enum Unfinished {
     Superseded,
 }
 
-impl AccountService {
-    /// Ends the managed login in progress, reporting it as not completed. Caller holds `ops`.
-    pub(super) fn end_managed_login(&self) {
-        let Some(login) = self.active_login.lock().expect("login lock").take() else {
+/// The managed logins of one process.
+pub struct ManagedLogins {
+    config: Arc<Config>,
+    identity: Arc<Identity>,
+    credentials: Arc<Credentials>,
+    hub: Arc<Hub>,
+    http: reqwest::Client,
+    ops: AccountOps,
+    active: Mutex<Option<ActiveLogin>>,
+}
+
+impl ManagedLogins {
+    pub fn new(
+        config: Arc<Config>,
+        identity: Arc<Identity>,
+        credentials: Arc<Credentials>,
+        hub: Arc<Hub>,
+        http: reqwest::Client,
+        ops: AccountOps,
+    ) -> Self {
+        Self {
+            config,
+            identity,
+            credentials,
+            hub,
+            http,
+            ops,
+            active: Mutex::new(None),
+        }
+    }
+
+    /// Whether `id` is the login in progress.
+    pub fn is_active(&self, id: Uuid) -> bool {
+        self.active
+            .lock()
+            .expect("login lock")
+            .as_ref()
+            .is_some_and(|login| login.id == id)
+    }
+
+    /// Ends the login in progress, reporting it as not completed.
+    pub fn end(&self, _ops: &OpsGuard, events: &mut Events) {
+        let Some(login) = self.active.lock().expect("login lock").take() else {
             return;
         };
         login.cancel.cancel();
         tracing::info!(login = %login.id, "managed login ended before completing");
-        self.hub.broadcast(
-            methods::LOGIN_COMPLETED,
-            &AccountLoginCompletedNotification {
-                login_id: Some(login.id.to_string()),
-                success: false,
-                error: Some(login.kind.failure(NOT_COMPLETED)),
-            },
+        notices::login_completed(
+            events,
+            Some(login.id.to_string()),
+            Some(login.kind.failure(NOT_COMPLETED)),
         );
     }
 
-    fn begin_login(&self, kind: LoginKind) -> (Uuid, CancellationToken) {
+    /// Server shutdown: the login in progress stops without notifications.
+    pub fn shutdown(&self) {
+        if let Some(login) = self.active.lock().expect("login lock").take() {
+            login.cancel.cancel();
+        }
+    }
+
+    fn begin(&self, _ops: &OpsGuard, kind: LoginKind) -> (Uuid, CancellationToken) {
         let id = Uuid::new_v4();
         let cancel = CancellationToken::new();
-        *self.active_login.lock().expect("login lock") = Some(ActiveLogin {
+        *self.active.lock().expect("login lock") = Some(ActiveLogin {
             id,
             kind,
             cancel: cancel.clone(),
@@ -92,19 +137,20 @@ impl AccountService {
         (id, cancel)
     }
 
-    /// `{type:"chatgpt"}`: bind the callback server and hand out the authorize URL. Caller holds `ops`.
-    pub(super) async fn start_browser_login(
+    /// `{type:"chatgpt"}`: bind the callback server and hand out the authorize URL.
+    pub async fn start_browser(
         self: &Arc<Self>,
-        caller: &Caller,
-    ) -> Result<LoginAccountResponse, RpcError> {
-        caller.defer_notifications_until_reply();
-        self.end_managed_login();
+        ops: &OpsGuard,
+        events: &mut Events,
+    ) -> Result<LoginAccountResponse, AccountError> {
+        // The previous login's callback server gives its port back first.
+        self.end(ops, events);
         let listener = browser::bind(self.config.auth.login_port, &self.http)
             .await
-            .map_err(|err| RpcError::internal(format!("failed to start login server: {err}")))?;
+            .map_err(|err| AccountError::StartLoginServer(err.into()))?;
         let port = listener
             .local_addr()
-            .map_err(|err| RpcError::internal(format!("failed to start login server: {err}")))?
+            .map_err(|err| AccountError::StartLoginServer(LoginServerError::Io(err)))?
             .port();
         let redirect_uri = format!("http://localhost:{port}/auth/callback");
         let pkce = Pkce::generate();
@@ -122,14 +168,14 @@ impl AccountService {
                 .as_ref()
                 .map(|ids| ids.as_slice()),
         });
-        let (id, cancel) = self.begin_login(LoginKind::Browser);
-        let (events, received) = mpsc::channel(4);
+        let (id, cancel) = self.begin(ops, LoginKind::Browser);
+        let (callbacks, received) = mpsc::channel(4);
         let stop = CancellationToken::new();
         let success_served = CancellationToken::new();
         tokio::spawn(browser::serve(
             listener,
             state,
-            events,
+            callbacks,
             stop.clone(),
             success_served.clone(),
         ));
@@ -165,7 +211,7 @@ impl AccountService {
             Some(None) => LoginKind::Browser.failure("login server stopped"),
             Some(Some(CallbackEvent::Failed(message))) => LoginKind::Browser.failure(&message),
             Some(Some(CallbackEvent::Code { code, reply })) => {
-                match self.finish_browser_login(login.id, &code, &login).await {
+                match self.finish_browser_login(&code, &login).await {
                     Ok(success_query) => {
                         let _ = reply.send(Ok(success_query));
                         tokio::select! {
@@ -188,12 +234,11 @@ impl AccountService {
             }
         };
         login.stop.cancel();
-        self.fail_login(login.id, failure).await;
+        self.fail(login.id, failure).await;
     }
 
     async fn finish_browser_login(
         &self,
-        id: Uuid,
         code: &SecretString,
         login: &BrowserLogin,
     ) -> Result<String, Unfinished> {
@@ -203,7 +248,7 @@ impl AccountService {
             .exchange_code(code, &login.redirect_uri, &login.verifier)
             .await
             .map_err(|err| Unfinished::Failed(format!("Token exchange failed: {err}")))?;
-        let plan = self.finish_login(id, tokens).await?;
+        let plan = self.finish(login.id, tokens).await?;
         let plan = serde_json::to_value(plan)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
@@ -215,25 +260,23 @@ impl AccountService {
         ))
     }
 
-    /// `{type:"chatgptDeviceCode"}`: request a user code and poll in the background. Caller holds `ops`.
-    pub(super) async fn start_device_login(
+    /// `{type:"chatgptDeviceCode"}`: request a user code and poll in the background.
+    pub async fn start_device(
         self: &Arc<Self>,
-        caller: &Caller,
-    ) -> Result<LoginAccountResponse, RpcError> {
+        ops: &OpsGuard,
+        events: &mut Events,
+    ) -> Result<LoginAccountResponse, AccountError> {
         let device =
             self.credentials
                 .oauth()
                 .start_device_code()
                 .await
                 .map_err(|err| match err {
-                    DeviceStartError::NotEnabled => RpcError::invalid_request(DEVICE_NOT_ENABLED),
-                    DeviceStartError::Other(err) => {
-                        RpcError::internal(format!("failed to request device code: {err}"))
-                    }
+                    DeviceStartError::NotEnabled => AccountError::DeviceCodeNotEnabled,
+                    DeviceStartError::Request(err) => AccountError::DeviceCodeRequest(err),
                 })?;
-        caller.defer_notifications_until_reply();
-        self.end_managed_login();
-        let (id, cancel) = self.begin_login(LoginKind::DeviceCode);
+        self.end(ops, events);
+        let (id, cancel) = self.begin(ops, LoginKind::DeviceCode);
         let issuer = self.credentials.oauth().issuer().to_owned();
         let user_code = device.user_code.clone();
         tokio::spawn(self.clone().run_device_login(id, cancel, device));
@@ -249,7 +292,7 @@ impl AccountService {
         self: Arc<Self>,
         id: Uuid,
         cancel: CancellationToken,
-        device: crate::login::oauth::DeviceCode,
+        device: DeviceCode,
     ) {
         let limit = self.config.auth.device_code_timeout;
         let deadline = tokio::time::Instant::now() + limit;
@@ -266,34 +309,43 @@ impl AccountService {
             };
             match poll {
                 Ok(DevicePoll::Pending) => continue,
-                Err(message) => break message,
+                Err(err) => break err.to_string(),
                 Ok(DevicePoll::Authorized {
                     authorization_code,
                     code_verifier,
-                }) => {
-                    let redirect_uri =
-                        format!("{}/deviceauth/callback", self.credentials.oauth().issuer());
-                    let exchanged = self
-                        .credentials
-                        .oauth()
-                        .exchange_code(&authorization_code, &redirect_uri, &code_verifier)
-                        .await;
-                    let tokens = match exchanged {
-                        Ok(tokens) => tokens,
-                        Err(err) => break format!("device code exchange failed: {err}"),
-                    };
-                    match self.finish_login(id, tokens).await {
-                        Ok(_) | Err(Unfinished::Superseded) => return,
-                        Err(Unfinished::Failed(message)) => break message,
-                    }
-                }
+                }) => match self
+                    .exchange_device_code(id, &authorization_code, &code_verifier)
+                    .await
+                {
+                    Ok(()) => return,
+                    Err(message) => break message,
+                },
             }
         };
-        self.fail_login(id, failure).await;
+        self.fail(id, failure).await;
+    }
+
+    /// The device flow's last steps; `Err` is the failure text.
+    async fn exchange_device_code(
+        &self,
+        id: Uuid,
+        authorization_code: &SecretString,
+        code_verifier: &SecretString,
+    ) -> Result<(), String> {
+        let oauth = self.credentials.oauth();
+        let redirect_uri = format!("{}/deviceauth/callback", oauth.issuer());
+        let tokens = oauth
+            .exchange_code(authorization_code, &redirect_uri, code_verifier)
+            .await
+            .map_err(|err| format!("device code exchange failed: {err}"))?;
+        match self.finish(id, tokens).await {
+            Ok(_) | Err(Unfinished::Superseded) => Ok(()),
+            Err(Unfinished::Failed(message)) => Err(message),
+        }
     }
 
     /// Workspace check, API-key exchange, then (if still active) save and announce. Returns the plan.
-    async fn finish_login(&self, id: Uuid, tokens: CodeTokens) -> Result<PlanType, Unfinished> {
+    async fn finish(&self, id: Uuid, tokens: CodeTokens) -> Result<PlanType, Unfinished> {
         let mut managed = ManagedTokens::new(
             tokens.id_token,
             tokens.access_token,
@@ -303,22 +355,7 @@ impl AccountService {
         .map_err(|err| {
             Unfinished::Failed(format!("Token exchange failed: invalid id token: {err}"))
         })?;
-        if let Some(forced) = &self.config.forced_chatgpt_workspace_id {
-            match managed.claims.account_id.as_deref() {
-                None => {
-                    return Err(Unfinished::Failed(
-                        "Login is restricted to a specific workspace, but the token did not include an chatgpt_account_id claim.".to_owned(),
-                    ));
-                }
-                Some(workspace) if !forced.contains(workspace) => {
-                    return Err(Unfinished::Failed(format!(
-                        "Login is restricted to workspace id(s) {}.",
-                        forced.as_slice().join(", ")
-                    )));
-                }
-                Some(_) => {}
-            }
-        }
+        self.check_workspace(&managed)?;
         match self
             .credentials
             .oauth()
@@ -327,7 +364,7 @@ impl AccountService {
         {
             Ok(api_key) if !api_key.expose_secret().is_empty() => managed.api_key = Some(api_key),
             Ok(_) => {}
-            Err(err) => tracing::debug!(error = err, "API key exchange failed (optional)"),
+            Err(err) => tracing::debug!(error = %err, "API key exchange failed (optional)"),
         }
         let plan = PlanType::from_optional(managed.claims.plan.as_deref());
 
@@ -337,49 +374,56 @@ impl AccountService {
         }
         let store = self.credentials.store();
         let saved = match store.lock().await {
-            Ok(_lock) => store
-                .write_managed(&managed)
-                .await
-                .map_err(|err| err.to_string()),
-            Err(err) => Err(err.to_string()),
+            Ok(_lock) => store.write_managed(&managed).await.map_err(Into::into),
+            Err(err) => Err(err),
         };
         if let Err(err) = saved {
-            tracing::warn!(error = err, "cannot save the managed login");
+            tracing::warn!(error = %err, "cannot save the managed login");
             return Err(Unfinished::Failed(
                 "Sign-in completed but credentials could not be saved locally.".to_owned(),
             ));
         }
         self.credentials.file_written().await;
-        self.active_login.lock().expect("login lock").take();
+        self.active.lock().expect("login lock").take();
         tracing::info!(login = %id, "managed ChatGPT login completed");
-        self.announce_login(Some(id.to_string()), AuthMode::Chatgpt, Some(plan));
+        let mut events = Events::default();
+        notices::logged_in(
+            &mut events,
+            Some(id.to_string()),
+            AuthMode::Chatgpt,
+            Some(plan),
+        );
+        events.send(&self.hub);
         Ok(plan)
     }
 
-    fn is_active(&self, id: Uuid) -> bool {
-        self.active_login
-            .lock()
-            .expect("login lock")
-            .as_ref()
-            .is_some_and(|login| login.id == id)
+    fn check_workspace(&self, managed: &ManagedTokens) -> Result<(), Unfinished> {
+        let Some(forced) = &self.config.forced_chatgpt_workspace_id else {
+            return Ok(());
+        };
+        match managed.claims.account_id.as_deref() {
+            None => Err(Unfinished::Failed(
+                "Login is restricted to a specific workspace, but the token did not include an chatgpt_account_id claim.".to_owned(),
+            )),
+            Some(workspace) if !forced.contains(workspace) => Err(Unfinished::Failed(format!(
+                "Login is restricted to workspace id(s) {}.",
+                forced.as_slice().join(", ")
+            ))),
+            Some(_) => Ok(()),
+        }
     }
 
     /// Reports a failed login if it is still the active one.
-    async fn fail_login(&self, id: Uuid, error: String) {
+    async fn fail(&self, id: Uuid, error: String) {
         let _ops = self.ops.lock().await;
         if !self.is_active(id) {
             return;
         }
-        self.active_login.lock().expect("login lock").take();
+        self.active.lock().expect("login lock").take();
         tracing::info!(login = %id, error, "managed login failed");
-        self.hub.broadcast(
-            methods::LOGIN_COMPLETED,
-            &AccountLoginCompletedNotification {
-                login_id: Some(id.to_string()),
-                success: false,
-                error: Some(error),
-            },
-        );
+        let mut events = Events::default();
+        notices::login_completed(&mut events, Some(id.to_string()), Some(error));
+        events.send(&self.hub);
     }
 }
 

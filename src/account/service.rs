@@ -1,84 +1,69 @@
 //! The account methods (SPEC §5) and the notifications they cause (SPEC §6).
 //!
-//! One service per process. Login start/cancel and logout are serialized by `ops`, and every
-//! notification a request causes is broadcast while that lock is held, so all connections see
-//! state changes in order; the caller's own connection holds them until its reply is queued.
+//! One service per process. Methods that change the account take the account lock ([`AccountOps`])
+//! and return an [`Outcome`] that carries their notifications and the lock itself: the RPC layer
+//! queues the reply, sends the notifications, then releases the lock, so every connection sees
+//! state changes in order and the caller sees its reply first.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, USER_AGENT};
 use secrecy::SecretString;
 
 use crate::account::credentials::{Credentials, Snapshot};
-use crate::account::managed_login::ActiveLogin;
+use crate::account::error::AccountError;
+use crate::account::managed_login::ManagedLogins;
+use crate::account::notices;
+use crate::account::ops::{AccountOps, OpsGuard};
 use crate::account::tokens::{ExternalTokens, TokenError};
-use crate::backend::client::ATTEMPT_TIMEOUT;
 use crate::backend::{BackendClient, rate_limits};
 use crate::config::{Config, ForcedLoginMethod};
-use crate::error::RpcError;
-use crate::hub::Hub;
 use crate::identity::Identity;
-use crate::peer::Caller;
+use crate::peer::{Events, Hub, Outcome, Peer};
 use crate::protocol::{
-    Account, AccountLoginCompletedNotification, AccountRateLimitsUpdatedNotification,
-    AccountUpdatedNotification, AuthMode, CancelLoginAccountParams, CancelLoginAccountResponse,
+    Account, AuthMode, CancelLoginAccountParams, CancelLoginAccountResponse,
     CancelLoginAccountStatus, ExternalTokenParams, GetAccountParams, GetAccountRateLimitsResponse,
     GetAccountResponse, LoginAccountParams, LoginAccountResponse, LogoutAccountResponse, PlanType,
-    RateLimitSnapshot, methods,
+    RateLimitSnapshot,
 };
 
-const EXTERNAL_ACTIVE: &str = "External auth is active. Use account/login/start (chatgptAuthTokens) to update it or account/logout to clear it.";
-const API_KEY_DISABLED: &str = "API key login is disabled. Use ChatGPT login instead.";
-const CHATGPT_DISABLED: &str = "ChatGPT login is disabled. Use API key login instead.";
-const EXTERNAL_DISABLED: &str = "External ChatGPT auth is disabled. Use API key login instead.";
-const EMAIL_REQUIRED: &str = "email and plan type are required for chatgpt authentication";
-
 pub struct AccountService {
-    pub(super) config: Arc<Config>,
-    pub(super) hub: Arc<Hub>,
-    pub(super) identity: Arc<Identity>,
-    pub(super) credentials: Arc<Credentials>,
-    pub(super) http: reqwest::Client,
+    config: Arc<Config>,
+    identity: Arc<Identity>,
+    credentials: Arc<Credentials>,
     backend: BackendClient,
-    /// Serializes login start/cancel, logout and login completion (SPEC §3.5).
-    pub(super) ops: tokio::sync::Mutex<()>,
-    pub(super) active_login: Mutex<Option<ActiveLogin>>,
+    ops: AccountOps,
+    logins: Arc<ManagedLogins>,
     last_rate_limits: Mutex<Option<RateLimitSnapshot>>,
 }
 
 impl AccountService {
     pub fn new(
         config: Arc<Config>,
-        hub: Arc<Hub>,
         identity: Arc<Identity>,
-    ) -> Result<Arc<Self>, String> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|err| format!("cannot create the HTTP client: {err}"))?;
-        let credentials = Arc::new(Credentials::new(
+        hub: Arc<Hub>,
+        credentials: Arc<Credentials>,
+        backend: BackendClient,
+        http: reqwest::Client,
+    ) -> Arc<Self> {
+        let ops = AccountOps::default();
+        let logins = Arc::new(ManagedLogins::new(
             config.clone(),
             identity.clone(),
-            http.clone(),
-        ));
-        let backend = BackendClient::new(
-            http.clone(),
             credentials.clone(),
-            ATTEMPT_TIMEOUT,
-            config.backend.max_concurrent,
-        );
-        Ok(Arc::new(Self {
-            config,
             hub,
+            http,
+            ops.clone(),
+        ));
+        Arc::new(Self {
+            config,
             identity,
             credentials,
-            http,
             backend,
-            ops: tokio::sync::Mutex::new(()),
-            active_login: Mutex::new(None),
+            ops,
+            logins,
             last_rate_limits: Mutex::new(None),
-        }))
+        })
     }
 
     /// At start: removes temp files a killed writer left next to auth.json (they can hold keys).
@@ -97,11 +82,11 @@ impl AccountService {
     }
 
     /// `account/read` (SPEC §5.2).
-    pub async fn read(&self, params: GetAccountParams) -> Result<GetAccountResponse, RpcError> {
+    pub async fn read(&self, params: GetAccountParams) -> Result<GetAccountResponse, AccountError> {
         if params.refresh_token
             && let Err(err) = self.credentials.force_managed_refresh().await
         {
-            tracing::warn!(error = err, "requested token refresh failed");
+            tracing::warn!(error = %err, "requested token refresh failed");
         }
         if !self.config.requires_openai_auth {
             return Ok(GetAccountResponse {
@@ -111,7 +96,7 @@ impl AccountService {
         }
         let account = match self.credentials.snapshot().await {
             Snapshot::None | Snapshot::Managed { latched: true, .. } => None,
-            Snapshot::ApiKey => Some(Account::ApiKey),
+            Snapshot::ApiKey(_) => Some(Account::ApiKey),
             Snapshot::Managed { tokens, .. } => Some(chatgpt_account(
                 tokens.claims.email.clone(),
                 PlanType::from_optional(tokens.claims.plan.as_deref()),
@@ -128,31 +113,37 @@ impl AccountService {
 
     /// `account/login/start` (SPEC §5.3).
     pub async fn login_start(
-        self: &Arc<Self>,
+        &self,
         params: LoginAccountParams,
-        caller: &Caller,
-    ) -> Result<LoginAccountResponse, RpcError> {
-        let _ops = self.ops.lock().await;
-        match params {
-            LoginAccountParams::ApiKey { api_key } => self.login_api_key(api_key.0, caller).await,
-            LoginAccountParams::ChatgptAuthTokens(tokens) => self.login_external(&tokens, caller),
-            LoginAccountParams::Chatgpt => {
-                self.check_managed_login_allowed()?;
-                self.start_browser_login(caller).await
+        caller: &Peer,
+    ) -> Outcome<LoginAccountResponse, AccountError> {
+        let ops = self.ops.lock().await;
+        let mut events = Events::default();
+        let result = match params {
+            LoginAccountParams::ApiKey { api_key } => {
+                self.login_api_key(api_key.0, &ops, &mut events).await
             }
-            LoginAccountParams::ChatgptDeviceCode => {
-                self.check_managed_login_allowed()?;
-                self.start_device_login(caller).await
+            LoginAccountParams::ChatgptAuthTokens(tokens) => {
+                self.login_external(&tokens, caller, &ops, &mut events)
             }
-        }
+            LoginAccountParams::Chatgpt => match self.check_managed_login_allowed() {
+                Ok(()) => self.logins.start_browser(&ops, &mut events).await,
+                Err(err) => Err(err),
+            },
+            LoginAccountParams::ChatgptDeviceCode => match self.check_managed_login_allowed() {
+                Ok(()) => self.logins.start_device(&ops, &mut events).await,
+                Err(err) => Err(err),
+            },
+        };
+        Outcome::new(result).with_events(events).holding(ops)
     }
 
-    fn check_managed_login_allowed(&self) -> Result<(), RpcError> {
+    fn check_managed_login_allowed(&self) -> Result<(), AccountError> {
         if self.credentials.external_active() {
-            return Err(RpcError::invalid_request(EXTERNAL_ACTIVE));
+            return Err(AccountError::ExternalActive);
         }
         if self.config.forced_login_method == Some(ForcedLoginMethod::Api) {
-            return Err(RpcError::invalid_request(CHATGPT_DISABLED));
+            return Err(AccountError::ChatgptLoginDisabled);
         }
         Ok(())
     }
@@ -160,205 +151,151 @@ impl AccountService {
     async fn login_api_key(
         &self,
         api_key: SecretString,
-        caller: &Caller,
-    ) -> Result<LoginAccountResponse, RpcError> {
+        ops: &OpsGuard,
+        events: &mut Events,
+    ) -> Result<LoginAccountResponse, AccountError> {
         if self.credentials.external_active() {
-            return Err(RpcError::invalid_request(EXTERNAL_ACTIVE));
+            return Err(AccountError::ExternalActive);
         }
         if self.config.forced_login_method == Some(ForcedLoginMethod::Chatgpt) {
-            return Err(RpcError::invalid_request(API_KEY_DISABLED));
+            return Err(AccountError::ApiKeyLoginDisabled);
         }
         let store = self.credentials.store();
         let saved = match store.lock().await {
-            Ok(_lock) => store
-                .write_api_key(&api_key)
-                .await
-                .map_err(|err| err.to_string()),
-            Err(err) => Err(err.to_string()),
+            Ok(_lock) => store.write_api_key(&api_key).await.map_err(Into::into),
+            Err(err) => Err(err),
         };
-        saved.map_err(|err| RpcError::internal(format!("failed to save api key: {err}")))?;
+        saved.map_err(AccountError::SaveApiKey)?;
         self.credentials.file_written().await;
         tracing::info!("logged in with an API key");
-        caller.defer_notifications_until_reply();
-        self.end_managed_login();
-        self.announce_login(None, AuthMode::ApiKey, None);
+        self.logins.end(ops, events);
+        notices::logged_in(events, None, AuthMode::ApiKey, None);
         Ok(LoginAccountResponse::ApiKey)
     }
 
     fn login_external(
         &self,
         params: &ExternalTokenParams,
-        caller: &Caller,
-    ) -> Result<LoginAccountResponse, RpcError> {
+        caller: &Peer,
+        ops: &OpsGuard,
+        events: &mut Events,
+    ) -> Result<LoginAccountResponse, AccountError> {
         if self.config.forced_login_method == Some(ForcedLoginMethod::Api) {
-            return Err(RpcError::invalid_request(EXTERNAL_DISABLED));
+            return Err(AccountError::ExternalAuthDisabled);
         }
         let tokens = ExternalTokens::from_params(params).map_err(|err| match err {
-            TokenError::IdToken(err) => {
-                RpcError::invalid_request(format!("invalid id token: {err}"))
-            }
-            TokenError::AccessToken(err) => {
-                RpcError::internal(format!("failed to set external auth: {err}"))
-            }
+            TokenError::IdToken(err) => AccountError::InvalidIdToken(err),
+            TokenError::AccessToken(err) => AccountError::SetExternalAuth(err),
         })?;
         if let Some(forced) = &self.config.forced_chatgpt_workspace_id {
             tokens
                 .check_login_workspace(forced)
-                .map_err(RpcError::invalid_request)?;
+                .map_err(AccountError::WorkspaceNotAllowed)?;
         }
         let plan = tokens.plan;
-        caller.defer_notifications_until_reply();
-        self.end_managed_login();
-        self.credentials.set_external(tokens, caller.link());
+        self.logins.end(ops, events);
+        self.credentials.set_external(tokens, caller);
         tracing::info!(
-            connection = caller.link().connection_id(),
+            connection = caller.id(),
             "logged in with host-owned tokens; this connection refreshes them"
         );
-        self.announce_login(None, AuthMode::ChatgptAuthTokens, Some(plan));
+        notices::logged_in(events, None, AuthMode::ChatgptAuthTokens, Some(plan));
         Ok(LoginAccountResponse::ChatgptAuthTokens)
-    }
-
-    /// `login/completed {loginId, true, null}` then `updated {authMode, planType}`.
-    pub(super) fn announce_login(
-        &self,
-        login_id: Option<String>,
-        mode: AuthMode,
-        plan: Option<PlanType>,
-    ) {
-        self.hub.broadcast(
-            methods::LOGIN_COMPLETED,
-            &AccountLoginCompletedNotification {
-                login_id,
-                success: true,
-                error: None,
-            },
-        );
-        self.hub.broadcast(
-            methods::UPDATED,
-            &AccountUpdatedNotification {
-                auth_mode: Some(mode),
-                plan_type: plan,
-            },
-        );
     }
 
     /// `account/login/cancel` (SPEC §5.4).
     pub async fn login_cancel(
         &self,
         params: CancelLoginAccountParams,
-        caller: &Caller,
-    ) -> Result<CancelLoginAccountResponse, RpcError> {
-        let id = uuid::Uuid::parse_str(&params.login_id).map_err(|_| {
-            RpcError::invalid_request(format!("invalid login id: {}", params.login_id))
-        })?;
-        let _ops = self.ops.lock().await;
-        let is_active = self
-            .active_login
-            .lock()
-            .expect("login lock")
-            .as_ref()
-            .is_some_and(|login| login.id == id);
-        if !is_active {
-            return Ok(CancelLoginAccountResponse {
-                status: CancelLoginAccountStatus::NotFound,
-            });
-        }
-        caller.defer_notifications_until_reply();
-        self.end_managed_login();
-        Ok(CancelLoginAccountResponse {
-            status: CancelLoginAccountStatus::Canceled,
-        })
+    ) -> Outcome<CancelLoginAccountResponse, AccountError> {
+        let Ok(id) = uuid::Uuid::parse_str(&params.login_id) else {
+            return Outcome::new(Err(AccountError::InvalidLoginId(params.login_id)));
+        };
+        let ops = self.ops.lock().await;
+        let mut events = Events::default();
+        let status = if self.logins.is_active(id) {
+            self.logins.end(&ops, &mut events);
+            CancelLoginAccountStatus::Canceled
+        } else {
+            CancelLoginAccountStatus::NotFound
+        };
+        Outcome::ok(CancelLoginAccountResponse { status })
+            .with_events(events)
+            .holding(ops)
     }
 
     /// `account/logout` (SPEC §5.5).
-    pub async fn logout(&self, caller: &Caller) -> Result<LogoutAccountResponse, RpcError> {
-        let _ops = self.ops.lock().await;
-        caller.defer_notifications_until_reply();
-        self.end_managed_login();
+    pub async fn logout(&self) -> Outcome<LogoutAccountResponse, AccountError> {
+        let ops = self.ops.lock().await;
+        let mut events = Events::default();
+        self.logins.end(&ops, &mut events);
         self.credentials.clear();
         let store = self.credentials.store();
         let deleted = match store.lock().await {
-            Ok(_lock) => store.delete().await.map_err(|err| err.to_string()),
-            Err(err) => Err(err.to_string()),
+            Ok(_lock) => store.delete().await.map_err(Into::into),
+            Err(err) => Err(err),
         };
         self.credentials.file_written().await;
         *self.last_rate_limits.lock().expect("rate limits lock") = None;
-        deleted.map_err(|err| RpcError::internal(format!("logout failed: {err}")))?;
-        tracing::info!("logged out");
-        self.hub.broadcast(
-            methods::UPDATED,
-            &AccountUpdatedNotification {
-                auth_mode: None,
-                plan_type: None,
-            },
-        );
-        Ok(LogoutAccountResponse {})
+        let result = deleted.map_err(AccountError::Logout).map(|()| {
+            tracing::info!("logged out");
+            notices::updated(&mut events, None, None);
+            LogoutAccountResponse {}
+        });
+        Outcome::new(result).with_events(events).holding(ops)
     }
 
     /// `account/rateLimits/read` (SPEC §5.6, §9).
     pub async fn read_rate_limits(
         &self,
-        caller: &Caller,
-    ) -> Result<GetAccountRateLimitsResponse, RpcError> {
+        caller: &Peer,
+    ) -> Outcome<GetAccountRateLimitsResponse, AccountError> {
         match self.credentials.snapshot().await {
-            Snapshot::None => {
-                return Err(RpcError::invalid_request(
-                    "codex account authentication required to read rate limits",
-                ));
-            }
-            Snapshot::ApiKey => {
-                return Err(RpcError::invalid_request(
-                    "chatgpt authentication required to read rate limits",
-                ));
-            }
+            Snapshot::None => return Outcome::new(Err(AccountError::RateLimitsNeedAccount)),
+            Snapshot::ApiKey(_) => return Outcome::new(Err(AccountError::RateLimitsNeedChatgpt)),
             Snapshot::Managed { .. } | Snapshot::External { .. } => {}
         }
         let url = rate_limits::usage_url(&self.config.chatgpt_base_url);
         let mut headers = HeaderMap::new();
-        if let Ok(value) = HeaderValue::from_str(&self.identity.user_agent(caller.client_info())) {
+        if let Some(client) = caller.client()
+            && let Ok(value) = HeaderValue::from_str(&self.identity.user_agent(client))
+        {
             headers.insert(USER_AGENT, value);
         }
         if let Ok(value) = HeaderValue::from_str(self.identity.originator()) {
             headers.insert("originator", value);
         }
-        let snapshot = rate_limits::fetch(&self.backend, &url, headers)
-            .await
-            .map_err(|err| {
-                RpcError::internal(format!("failed to fetch codex rate limits: {err}"))
-            })?;
+        let snapshot = match rate_limits::fetch(&self.backend, &url, headers).await {
+            Ok(snapshot) => snapshot,
+            Err(err) => return Outcome::new(Err(AccountError::RateLimits(err))),
+        };
+        let mut events = Events::default();
         {
             let mut last = self.last_rate_limits.lock().expect("rate limits lock");
             if last.as_ref() != Some(&snapshot) {
                 *last = Some(snapshot.clone());
-                caller.defer_notifications_until_reply();
-                self.hub.broadcast(
-                    methods::RATE_LIMITS_UPDATED,
-                    &AccountRateLimitsUpdatedNotification {
-                        rate_limits: snapshot.clone(),
-                    },
-                );
+                notices::rate_limits_updated(&mut events, &snapshot);
             }
         }
-        Ok(GetAccountRateLimitsResponse {
+        Outcome::ok(GetAccountRateLimitsResponse {
             rate_limits: snapshot,
         })
+        .with_events(events)
     }
 
     /// Server shutdown: a managed login in progress is dropped without notifications.
-    pub async fn shutdown(&self) {
-        if let Some(login) = self.active_login.lock().expect("login lock").take() {
-            login.cancel.cancel();
-        }
+    pub fn shutdown(&self) {
+        self.logins.shutdown();
     }
 }
 
-fn chatgpt_account(email: Option<String>, plan: PlanType) -> Result<Account, RpcError> {
+fn chatgpt_account(email: Option<String>, plan: PlanType) -> Result<Account, AccountError> {
     match email {
         Some(email) => Ok(Account::Chatgpt {
             email,
             plan_type: plan,
         }),
-        None => Err(RpcError::invalid_request(EMAIL_REQUIRED)),
+        None => Err(AccountError::EmailRequired),
     }
 }
 

@@ -13,11 +13,11 @@ use std::task::{Context, Poll};
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
-use reqwest::{Request, Response, StatusCode};
+use reqwest::{Response, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use tower::{Layer, Service, ServiceExt};
 
-use crate::backend::BackendError;
+use crate::backend::{BackendError, BackendRequest, Signing};
 
 /// Header naming the ChatGPT workspace.
 pub const ACCOUNT_ID_HEADER: HeaderName = HeaderName::from_static("chatgpt-account-id");
@@ -28,17 +28,32 @@ pub struct Credential {
     pub bearer: SecretString,
     pub account_id: Option<String>,
     pub generation: u64,
-    /// Who can renew it after a 401.
-    pub refresher: RefresherKind,
+    pub kind: CredentialKind,
 }
 
-/// The mode-specific way a credential is renewed (SPEC §9.3).
+/// Where a credential came from, which says how a 401 is recovered (SPEC §9.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RefresherKind {
-    /// Ask the client that supplied the tokens (`account/chatgptAuthTokens/refresh`).
+pub enum CredentialKind {
+    /// Host-owned tokens: ask the client that supplied them (`account/chatgptAuthTokens/refresh`).
     HostOwned,
-    /// Re-read auth.json under its lock, else run the refresh_token grant.
-    TokenGrant,
+    /// Managed tokens: re-read auth.json under its lock, else run the refresh_token grant.
+    Managed,
+    /// An API key: a 401 cannot be recovered.
+    ApiKey,
+}
+
+impl CredentialKind {
+    fn signs(self, signing: Signing) -> bool {
+        match signing {
+            Signing::Chatgpt => matches!(self, Self::HostOwned | Self::Managed),
+            Signing::ApiKey => self == Self::ApiKey,
+            Signing::Anonymous => false,
+        }
+    }
+
+    fn refreshable(self) -> bool {
+        matches!(self, Self::HostOwned | Self::Managed)
+    }
 }
 
 impl fmt::Debug for Credential {
@@ -47,20 +62,45 @@ impl fmt::Debug for Credential {
             .field("bearer", &"[REDACTED]")
             .field("account_id", &self.account_id)
             .field("generation", &self.generation)
-            .field("refresher", &self.refresher)
+            .field("kind", &self.kind)
             .finish()
     }
 }
 
-/// Why a request could not be (re)authenticated; the text follows SPEC §7.3/§9.3/§10.4.
+/// Why a request could not be (re)authenticated; `Display` is the SPEC §7.3/§9.3/§10.4 text.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct AuthFailure(pub String);
-
-impl AuthFailure {
-    pub fn new(message: impl Into<String>) -> Self {
-        Self(message.into())
-    }
+pub enum AuthFailure {
+    #[error("no connected client can refresh external auth tokens")]
+    NoOwner,
+    #[error("auth refresh request timed out after {0}s")]
+    RefreshTimedOut(u64),
+    #[error("auth refresh request failed: code={code} message={message}")]
+    RefreshRejected { code: i64, message: String },
+    #[error("invalid auth refresh response: {0}")]
+    InvalidRefreshReply(String),
+    /// A refresh reply's token does not parse (e.g. `invalid ID token format`), or its workspace
+    /// is not allowed.
+    #[error("{0}")]
+    RefreshedTokens(String),
+    /// A managed refresh grant failed (permanent or transient text, SPEC §10.4).
+    #[error("{0}")]
+    Grant(String),
+    #[error(
+        "Your access token could not be refreshed because you have since logged out or signed in to another account. Please sign in again."
+    )]
+    AccountChanged,
+    #[error("codex account authentication required")]
+    NoAccount,
+    #[error("chatgpt authentication required")]
+    ChatgptRequired,
+    #[error("api key authentication required")]
+    ApiKeyRequired,
+    #[error("access token is not a valid header value")]
+    BearerNotHeader,
+    #[error("ChatGPT account id is not a valid header value")]
+    AccountIdNotHeader,
+    #[error("token refresh task failed: {0}")]
+    RefreshTask(String),
 }
 
 /// The result of a refresh that did not fail.
@@ -108,13 +148,12 @@ impl Flights {
                 Some((generation, flight)) if *generation == stale.generation => flight.clone(),
                 _ if provider.generation() != stale.generation => return Ok(Refreshed::Renewed),
                 _ => {
+                    // Its own task: a refresh outlives the request that started it (others wait
+                    // on it; a cancelled turn must not cancel their refresh).
                     let task = tokio::spawn(provider.clone().refresh(stale.clone()));
                     let flight = async move {
-                        task.await.unwrap_or_else(|err| {
-                            Err(AuthFailure::new(format!(
-                                "token refresh task failed: {err}"
-                            )))
-                        })
+                        task.await
+                            .unwrap_or_else(|err| Err(AuthFailure::RefreshTask(err.to_string())))
                     }
                     .boxed()
                     .shared();
@@ -168,9 +207,9 @@ pub struct AuthRetry<S> {
     flights: Arc<Flights>,
 }
 
-impl<S> Service<Request> for AuthRetry<S>
+impl<S> Service<BackendRequest> for AuthRetry<S>
 where
-    S: Service<Request, Response = Response, Error = BackendError> + Clone + Send + 'static,
+    S: Service<BackendRequest, Response = Response, Error = BackendError> + Clone + Send + 'static,
     S::Future: Send,
 {
     type Response = Response;
@@ -183,15 +222,18 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, request: BackendRequest) -> Self::Future {
         let inner = self.inner.clone();
         let provider = self.provider.clone();
         let flights = self.flights.clone();
         async move {
+            if request.signing == Signing::Anonymous {
+                return inner.oneshot(request).await;
+            }
             let retry = request.try_clone();
             let credential = provider.current().await.map_err(BackendError::Auth)?;
             let response = inner.clone().oneshot(sign(request, &credential)?).await?;
-            if response.status() != StatusCode::UNAUTHORIZED {
+            if response.status() != StatusCode::UNAUTHORIZED || !credential.kind.refreshable() {
                 return Ok(response);
             }
             let Some(retry) = retry else {
@@ -230,23 +272,30 @@ async fn buffer_body(response: Response) -> Response {
     Response::from(rebuilt)
 }
 
-/// Sets `Authorization` (marked sensitive) and `ChatGPT-Account-Id`.
-fn sign(mut request: Request, credential: &Credential) -> Result<Request, BackendError> {
+/// Sets `Authorization` (marked sensitive) and `ChatGPT-Account-Id`, if `credential` is the kind
+/// the request was built for.
+fn sign(
+    mut request: BackendRequest,
+    credential: &Credential,
+) -> Result<BackendRequest, BackendError> {
+    if !credential.kind.signs(request.signing) {
+        // The account changed mode between building the request and signing it.
+        return Err(BackendError::Auth(match request.signing {
+            Signing::ApiKey => AuthFailure::ApiKeyRequired,
+            _ => AuthFailure::ChatgptRequired,
+        }));
+    }
     let mut bearer =
-        HeaderValue::from_str(&format!("Bearer {}", credential.bearer.expose_secret())).map_err(
-            |_| BackendError::Auth(AuthFailure::new("access token is not a valid header value")),
-        )?;
+        HeaderValue::from_str(&format!("Bearer {}", credential.bearer.expose_secret()))
+            .map_err(|_| BackendError::Auth(AuthFailure::BearerNotHeader))?;
     bearer.set_sensitive(true);
-    let headers = request.headers_mut();
+    let headers = request.http.headers_mut();
     headers.insert(AUTHORIZATION, bearer);
     headers.remove(ACCOUNT_ID_HEADER);
     if let Some(account_id) = &credential.account_id {
         // Never send the request without the workspace it belongs to.
-        let value = HeaderValue::from_str(account_id).map_err(|_| {
-            BackendError::Auth(AuthFailure::new(
-                "ChatGPT account id is not a valid header value",
-            ))
-        })?;
+        let value = HeaderValue::from_str(account_id)
+            .map_err(|_| BackendError::Auth(AuthFailure::AccountIdNotHeader))?;
         headers.insert(ACCOUNT_ID_HEADER, value);
     }
     Ok(request)
@@ -272,7 +321,7 @@ mod tests {
                 bearer: format!("t{generation}").into(),
                 account_id: Some("acct".into()),
                 generation,
-                refresher: RefresherKind::HostOwned,
+                kind: CredentialKind::HostOwned,
             }))
             .boxed()
         }
@@ -289,7 +338,7 @@ mod tests {
                 self.refreshes.fetch_add(1, Ordering::SeqCst);
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 if self.fail {
-                    return Err(AuthFailure::new("refresh failed"));
+                    return Err(AuthFailure::Grant("refresh failed".into()));
                 }
                 self.generation.fetch_add(1, Ordering::SeqCst);
                 Ok(Refreshed::Renewed)
@@ -304,7 +353,7 @@ mod tests {
         calls: Arc<AtomicUsize>,
     }
 
-    impl Service<Request> for Backend {
+    impl Service<BackendRequest> for Backend {
         type Response = Response;
         type Error = BackendError;
         type Future = BoxFuture<'static, Result<Response, BackendError>>;
@@ -313,9 +362,10 @@ mod tests {
             Poll::Ready(Ok(()))
         }
 
-        fn call(&mut self, request: Request) -> Self::Future {
+        fn call(&mut self, request: BackendRequest) -> Self::Future {
             self.calls.fetch_add(1, Ordering::SeqCst);
             let ok = request
+                .http
                 .headers()
                 .get(AUTHORIZATION)
                 .map(|v| v.to_str().unwrap() == "Bearer t1")
@@ -331,11 +381,8 @@ mod tests {
         }
     }
 
-    fn request() -> Request {
-        Request::new(
-            reqwest::Method::GET,
-            "http://127.0.0.1:9/usage".parse().unwrap(),
-        )
+    fn request() -> BackendRequest {
+        BackendRequest::get("http://127.0.0.1:9/usage", Signing::Chatgpt).unwrap()
     }
 
     #[tokio::test]
@@ -385,7 +432,9 @@ mod tests {
         let results =
             futures::future::join_all((0..20).map(|_| service.clone().oneshot(request()))).await;
         for result in results {
-            assert!(matches!(result, Err(BackendError::Auth(ref f)) if f.0 == "refresh failed"));
+            assert!(
+                matches!(result, Err(BackendError::Auth(AuthFailure::Grant(ref f))) if f == "refresh failed")
+            );
         }
         assert_eq!(provider.refreshes.load(Ordering::SeqCst), 1);
         assert_eq!(

@@ -1,9 +1,8 @@
 //! The one HTTP client for backend calls: trace → [`AuthRetryLayer`] → process-wide concurrency
-//! limit → per-attempt timeout → reqwest.
+//! limit → per-attempt header timeout → reqwest.
 //!
-//! reqwest's `Client` is itself a tower `Service`, so the stack is plain tower layers. Tracing logs
-//! method, URL, status and latency; headers only at TRACE, where the bearer is marked sensitive and
-//! prints as `Sensitive`.
+//! Tracing logs method, URL, status and latency; headers only at TRACE, where the bearer is marked
+//! sensitive and prints as `Sensitive`.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -11,66 +10,89 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use reqwest::Response;
 use reqwest::header::HeaderMap;
-use reqwest::{Method, Request, Response, Url};
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::util::BoxCloneSyncService;
-use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
-use crate::backend::{AuthRetryLayer, BackendError, CredentialProvider};
+use crate::backend::{AuthRetryLayer, BackendError, BackendRequest, CredentialProvider, Signing};
 
-/// Per-attempt timeout (SPEC §9.1).
-pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The process's reqwest client (connection pool), shared by the backend stack and the OAuth calls.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+}
 
 #[derive(Clone)]
 pub struct BackendClient {
-    service: BoxCloneSyncService<Request, Response, BackendError>,
+    service: BoxCloneSyncService<BackendRequest, Response, BackendError>,
 }
 
 impl BackendClient {
     pub fn new(
         http: reqwest::Client,
         provider: Arc<dyn CredentialProvider>,
-        attempt_timeout: Duration,
         max_concurrent: usize,
     ) -> Self {
-        let timeout_secs = attempt_timeout.as_secs();
         // One semaphore for every clone: excess calls wait for a slot (before their timeout
         // starts) instead of opening ever more sockets.
         let service = ServiceBuilder::new()
             .layer(TraceLayer)
             .layer(AuthRetryLayer::new(provider))
-            .map_err(move |err: BoxError| classify(err, timeout_secs))
             .layer(GlobalConcurrencyLimitLayer::new(max_concurrent))
-            .timeout(attempt_timeout)
-            .service(http);
+            .service(Send { http });
         Self {
             service: BoxCloneSyncService::new(service),
         }
     }
 
-    /// `GET url` with `headers` (plus the credential headers the stack adds).
+    /// `GET url` with `headers` (plus the ChatGPT credential headers the stack adds).
     pub async fn get(&self, url: &str, headers: HeaderMap) -> Result<Response, BackendError> {
-        let url = Url::parse(url)
-            .map_err(|err| BackendError::Transport(format!("invalid URL {url}: {err}")))?;
-        let mut request = Request::new(Method::GET, url);
+        let mut request = BackendRequest::get(url, Signing::Chatgpt)?;
         *request.headers_mut() = headers;
+        self.send(request).await
+    }
+
+    /// Sends `request` through the stack; resolves when its response headers arrived (the body
+    /// streams afterwards).
+    pub async fn send(&self, request: BackendRequest) -> Result<Response, BackendError> {
         self.service.clone().oneshot(request).await
     }
 }
 
-fn classify(err: BoxError, timeout_secs: u64) -> BackendError {
-    if err.is::<tower::timeout::error::Elapsed>() {
-        return BackendError::Timeout(timeout_secs);
+/// The innermost service: reqwest, bounded by the request's header timeout.
+#[derive(Clone)]
+struct Send {
+    http: reqwest::Client,
+}
+
+impl Service<BackendRequest> for Send {
+    type Response = Response;
+    type Error = BackendError;
+    type Future = BoxFuture<'static, Result<Response, BackendError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
     }
-    match err.downcast::<reqwest::Error>() {
-        Ok(err) => BackendError::Transport(describe(&err)),
-        Err(err) => BackendError::Transport(err.to_string()),
+
+    fn call(&mut self, request: BackendRequest) -> Self::Future {
+        let timeout = request.headers_timeout;
+        let call = self.http.execute(request.http);
+        async move {
+            match tokio::time::timeout(timeout, call).await {
+                Ok(Ok(response)) => Ok(response),
+                Ok(Err(err)) => Err(BackendError::Transport(describe(&err))),
+                Err(_) => Err(BackendError::Timeout(timeout.as_secs())),
+            }
+        }
+        .boxed()
     }
 }
 
 /// reqwest's message plus its root cause (e.g. "connection refused").
-fn describe(err: &reqwest::Error) -> String {
+pub fn describe(err: &reqwest::Error) -> String {
     let mut text = err.to_string();
     let mut source = std::error::Error::source(err);
     while let Some(cause) = source {
@@ -97,10 +119,10 @@ struct Traced<S> {
     inner: S,
 }
 
-impl<S> Service<Request> for Traced<S>
+impl<S> Service<BackendRequest> for Traced<S>
 where
-    S: Service<Request, Response = Response, Error = BackendError>,
-    S::Future: Send + 'static,
+    S: Service<BackendRequest, Response = Response, Error = BackendError>,
+    S::Future: std::marker::Send + 'static,
 {
     type Response = Response;
     type Error = BackendError;
@@ -110,10 +132,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
-        let method = request.method().clone();
-        let url = request.url().clone();
-        tracing::trace!(%method, %url, headers = ?request.headers(), "backend request");
+    fn call(&mut self, request: BackendRequest) -> Self::Future {
+        let method = request.http.method().clone();
+        let url = request.http.url().clone();
+        tracing::trace!(%method, %url, headers = ?request.http.headers(), "backend request");
         let started = Instant::now();
         let call = self.inner.call(request);
         async move {

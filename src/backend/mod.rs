@@ -1,13 +1,67 @@
-//! Calls to the ChatGPT backend, all through one tower stack with 401 recovery (SPEC §9).
+//! Calls to the ChatGPT and OpenAI backends, all through one tower stack with 401 recovery
+//! (SPEC §9, TURNS §20).
 
-pub mod auth_retry;
-pub mod client;
+mod auth_retry;
+mod client;
 pub mod rate_limits;
 
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Method, Url};
+
 pub use auth_retry::{
-    AuthFailure, AuthRetryLayer, Credential, CredentialProvider, Refreshed, RefresherKind,
+    AuthFailure, AuthRetryLayer, Credential, CredentialKind, CredentialProvider, Refreshed,
 };
-pub use client::BackendClient;
+pub use client::{BackendClient, describe, http_client};
+
+/// Per-attempt timeout of plain calls (SPEC §9.1); model requests wait longer for headers.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Which credentials a request must be signed with (it was built for that route).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Signing {
+    /// ChatGPT tokens (managed or host-owned), with the account header.
+    Chatgpt,
+    /// The account's API key.
+    ApiKey,
+    /// Nothing (`requires_openai_auth = false`).
+    Anonymous,
+}
+
+/// One backend call: the HTTP request, how to sign it, and how long to wait for its response
+/// headers.
+pub struct BackendRequest {
+    pub http: reqwest::Request,
+    pub signing: Signing,
+    pub headers_timeout: Duration,
+}
+
+impl BackendRequest {
+    /// `GET url` with the plain-call timeout.
+    pub fn get(url: &str, signing: Signing) -> Result<Self, BackendError> {
+        let url = Url::parse(url)
+            .map_err(|err| BackendError::Transport(format!("invalid URL {url}: {err}")))?;
+        Ok(Self {
+            http: reqwest::Request::new(Method::GET, url),
+            signing,
+            headers_timeout: ATTEMPT_TIMEOUT,
+        })
+    }
+
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        self.http.headers_mut()
+    }
+
+    /// A copy for a retry (`None` for a streaming body).
+    fn try_clone(&self) -> Option<Self> {
+        Some(Self {
+            http: self.http.try_clone()?,
+            signing: self.signing,
+            headers_timeout: self.headers_timeout,
+        })
+    }
+}
 
 /// Why a backend call failed before producing a response.
 #[derive(Debug, thiserror::Error)]
@@ -15,7 +69,7 @@ pub enum BackendError {
     /// The credentials could not be obtained or recovered (SPEC §7.3, §9.3, §10.4 texts).
     #[error("{0}")]
     Auth(AuthFailure),
-    /// No answer within the per-attempt timeout.
+    /// No response headers within the attempt's timeout.
     #[error("request timed out after {0}s")]
     Timeout(u64),
     /// Connection or protocol failure.

@@ -1,20 +1,17 @@
 //! The usage endpoint: where it is, and how its answer maps to Codex's snapshot (SPEC §9.1, §9.4).
 
+use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::backend::{BackendClient, BackendError};
+use crate::backend::{AuthFailure, BackendClient, BackendError};
+use crate::config::chatgpt_backend_base;
 use crate::protocol::{CreditsSnapshot, PlanType, RateLimitSnapshot, RateLimitWindow};
 
 /// `GET <base>/wham/usage` for `/backend-api` bases, else `GET <base>/api/codex/usage`.
 pub fn usage_url(chatgpt_base_url: &str) -> String {
-    let mut base = chatgpt_base_url.trim_end_matches('/').to_owned();
-    let chatgpt_host =
-        base.starts_with("https://chatgpt.com") || base.starts_with("https://chat.openai.com");
-    if chatgpt_host && !base.contains("/backend-api") {
-        base.push_str("/backend-api");
-    }
+    let base = chatgpt_backend_base(chatgpt_base_url);
     if base.contains("/backend-api") {
         format!("{base}/wham/usage")
     } else {
@@ -22,15 +19,44 @@ pub fn usage_url(chatgpt_base_url: &str) -> String {
     }
 }
 
-/// Fetches and maps the snapshot. `Err` is the text after `failed to fetch codex rate limits: `.
+/// Why reading the usage endpoint failed; `Display` is the text after
+/// `failed to fetch codex rate limits: ` (SPEC §9.5).
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0}")]
+    Auth(AuthFailure),
+    #[error("GET {url} failed: {error}")]
+    Request { url: String, error: BackendError },
+    #[error("GET {url} failed: cannot read body: {detail}")]
+    Body { url: String, detail: String },
+    #[error("GET {url} failed: {status}; content-type={content_type}; body={body}")]
+    Status {
+        url: String,
+        status: StatusCode,
+        content_type: String,
+        body: String,
+    },
+    #[error("Decode error for {url}: {detail}; content-type={content_type}; body={body}")]
+    Decode {
+        url: String,
+        detail: String,
+        content_type: String,
+        body: String,
+    },
+}
+
+/// Fetches and maps the snapshot.
 pub async fn fetch(
     client: &BackendClient,
     url: &str,
     headers: HeaderMap,
-) -> Result<RateLimitSnapshot, String> {
+) -> Result<RateLimitSnapshot, FetchError> {
     let response = client.get(url, headers).await.map_err(|err| match err {
-        BackendError::Auth(failure) => failure.0,
-        other => format!("GET {url} failed: {other}"),
+        BackendError::Auth(failure) => FetchError::Auth(failure),
+        error => FetchError::Request {
+            url: url.to_owned(),
+            error,
+        },
     })?;
     let status = response.status();
     let content_type = response
@@ -39,19 +65,66 @@ pub async fn fetch(
         .and_then(|value| value.to_str().ok())
         .unwrap_or("unknown")
         .to_owned();
-    let body = response
-        .text()
-        .await
-        .map_err(|err| format!("GET {url} failed: cannot read body: {err}"))?;
+    let body = response.text().await.map_err(|err| FetchError::Body {
+        url: url.to_owned(),
+        detail: err.to_string(),
+    })?;
     if !status.is_success() {
-        return Err(format!(
-            "GET {url} failed: {status}; content-type={content_type}; body={body}"
-        ));
+        return Err(FetchError::Status {
+            url: url.to_owned(),
+            status,
+            content_type,
+            body,
+        });
     }
-    let usage: Usage = serde_json::from_str(&body).map_err(|err| {
-        format!("Decode error for {url}: {err}; content-type={content_type}; body={body}")
+    let usage: Usage = serde_json::from_str(&body).map_err(|err| FetchError::Decode {
+        url: url.to_owned(),
+        detail: err.to_string(),
+        content_type: content_type.clone(),
+        body: body.clone(),
     })?;
     Ok(usage.into_snapshot())
+}
+
+/// The rate limits a model response's headers report (TURNS §21): `x-codex-primary-*`,
+/// `x-codex-secondary-*` and `x-codex-credits-*`; `None` if none is present.
+pub fn from_headers(headers: &HeaderMap) -> Option<RateLimitSnapshot> {
+    let text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let number = |name: &str| text(name).and_then(|value| value.trim().parse::<f64>().ok());
+    let window = |prefix: &str| {
+        number(&format!("x-codex-{prefix}-used-percent")).map(|used| RateLimitWindow {
+            // Rounded half away from zero: 12.5 → 13.
+            used_percent: used.round() as i32,
+            window_duration_mins: number(&format!("x-codex-{prefix}-window-minutes"))
+                .map(|minutes| minutes as i64),
+            resets_at: number(&format!("x-codex-{prefix}-reset-at")).map(|at| at as i64),
+        })
+    };
+    let primary = window("primary");
+    let secondary = window("secondary");
+    let has_credits = text("x-codex-credits-has-credits");
+    let unlimited = text("x-codex-credits-unlimited");
+    let balance = text("x-codex-credits-balance");
+    let credits = (has_credits.is_some() || unlimited.is_some() || balance.is_some()).then(|| {
+        CreditsSnapshot {
+            has_credits: has_credits.is_some_and(is_true),
+            unlimited: unlimited.is_some_and(is_true),
+            balance: balance.map(str::to_owned),
+        }
+    });
+    if primary.is_none() && secondary.is_none() && credits.is_none() {
+        return None;
+    }
+    Some(RateLimitSnapshot {
+        primary,
+        secondary,
+        credits,
+        plan_type: None,
+    })
+}
+
+fn is_true(value: &str) -> bool {
+    value.trim().eq_ignore_ascii_case("true")
 }
 
 #[derive(Deserialize)]
@@ -157,6 +230,31 @@ mod tests {
             usage_url("http://127.0.0.1:5000/backend-api/"),
             "http://127.0.0.1:5000/backend-api/wham/usage"
         );
+    }
+
+    #[test]
+    fn response_headers_carry_rate_limits() {
+        let mut headers = HeaderMap::new();
+        for (name, value) in [
+            ("x-codex-primary-used-percent", "12.5"),
+            ("x-codex-primary-window-minutes", "300"),
+            ("x-codex-primary-reset-at", "1764580000"),
+            ("x-codex-secondary-used-percent", "40"),
+            ("x-codex-secondary-window-minutes", "10080"),
+            ("x-codex-credits-has-credits", "False"),
+            ("x-codex-credits-unlimited", "false"),
+        ] {
+            headers.insert(name, value.parse().unwrap());
+        }
+        let snapshot = serde_json::to_value(from_headers(&headers).unwrap()).unwrap();
+        assert_eq!(
+            snapshot,
+            json!({"primary": {"usedPercent": 13, "windowDurationMins": 300, "resetsAt": 1764580000},
+                   "secondary": {"usedPercent": 40, "windowDurationMins": 10080, "resetsAt": null},
+                   "credits": {"hasCredits": false, "unlimited": false, "balance": null},
+                   "planType": null})
+        );
+        assert_eq!(from_headers(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -41,9 +41,16 @@ struct CallbackState {
     success_served: CancellationToken,
 }
 
+/// The callback port stayed busy.
+#[derive(Debug, thiserror::Error)]
+#[error("Port 127.0.0.1:{port} is already in use")]
+pub struct PortInUse {
+    port: u16,
+}
+
 /// Binds the callback port; if busy, asks a previous login server there to cancel, then retries
 /// (10 × 200 ms), falling back from 1455 to 1457.
-pub async fn bind(port: u16, http: &reqwest::Client) -> Result<TcpListener, String> {
+pub async fn bind(port: u16, http: &reqwest::Client) -> Result<TcpListener, PortInUse> {
     match bind_with_cancel(port, http).await {
         Ok(listener) => Ok(listener),
         Err(_) if port == DEFAULT_PORT => bind_with_cancel(FALLBACK_PORT, http).await,
@@ -51,7 +58,7 @@ pub async fn bind(port: u16, http: &reqwest::Client) -> Result<TcpListener, Stri
     }
 }
 
-async fn bind_with_cancel(port: u16, http: &reqwest::Client) -> Result<TcpListener, String> {
+async fn bind_with_cancel(port: u16, http: &reqwest::Client) -> Result<TcpListener, PortInUse> {
     if let Ok(listener) = TcpListener::bind(("127.0.0.1", port)).await {
         return Ok(listener);
     }
@@ -71,7 +78,7 @@ async fn bind_with_cancel(port: u16, http: &reqwest::Client) -> Result<TcpListen
             return Ok(listener);
         }
     }
-    Err(format!("Port 127.0.0.1:{port} is already in use"))
+    Err(PortInUse { port })
 }
 
 /// Serves the callback routes until `stop` is cancelled. `success_served` is cancelled once the
@@ -249,6 +256,9 @@ mod tests {
         let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = squatter.local_addr().unwrap().port();
         let err = bind(port, &reqwest::Client::new()).await.unwrap_err();
-        assert_eq!(err, format!("Port 127.0.0.1:{port} is already in use"));
+        assert_eq!(
+            err.to_string(),
+            format!("Port 127.0.0.1:{port} is already in use")
+        );
     }
 }

@@ -9,6 +9,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::backend::describe;
+
 /// Time limit for one call to the issuer.
 const ISSUER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -83,7 +85,25 @@ pub enum DevicePoll {
 pub enum DeviceStartError {
     /// The issuer has no device-code endpoint (404).
     NotEnabled,
-    Other(String),
+    Request(String),
+}
+
+/// Why a call to the issuer (other than the refresh grant) failed; `Display` is the SPEC §10 text.
+#[derive(Debug, thiserror::Error)]
+pub enum IssuerError {
+    /// The call did not get an answer (connect, TLS, timeout…).
+    #[error("{0}")]
+    Transport(String),
+    #[error("token endpoint returned status {status}: {detail}")]
+    TokenStatus { status: StatusCode, detail: String },
+    #[error("invalid token endpoint response: {0}")]
+    TokenResponse(String),
+    #[error("API key exchange returned status {0}")]
+    ApiKeyStatus(StatusCode),
+    #[error("device auth failed: {0}")]
+    DeviceAuth(String),
+    #[error("device auth failed with status {0}")]
+    DeviceAuthStatus(StatusCode),
 }
 
 impl OAuthClient {
@@ -103,10 +123,6 @@ impl OAuthClient {
 
     pub fn issuer(&self) -> &str {
         &self.issuer
-    }
-
-    pub fn client_id(&self) -> &str {
-        &self.client_id
     }
 
     /// The refresh_token grant (JSON body, SPEC §10.4).
@@ -148,7 +164,7 @@ impl OAuthClient {
         code: &SecretString,
         redirect_uri: &str,
         code_verifier: &SecretString,
-    ) -> Result<CodeTokens, String> {
+    ) -> Result<CodeTokens, IssuerError> {
         let form = [
             ("grant_type", "authorization_code"),
             ("code", code.expose_secret()),
@@ -160,27 +176,33 @@ impl OAuthClient {
         let status = response.status();
         let text = response.text().await.unwrap_or_default();
         if !status.is_success() {
-            return Err(format!(
-                "token endpoint returned status {status}: {}",
-                token_endpoint_detail(&text)
-            ));
+            return Err(IssuerError::TokenStatus {
+                status,
+                detail: token_endpoint_detail(&text),
+            });
         }
-        serde_json::from_str(&text).map_err(|err| format!("invalid token endpoint response: {err}"))
+        serde_json::from_str(&text).map_err(|err| IssuerError::TokenResponse(err.to_string()))
     }
 
-    /// `POST <issuer>/oauth/token` with a form body; `Err` describes a transport failure.
-    async fn post_token_form(&self, form: &[(&str, &str)]) -> Result<reqwest::Response, String> {
+    /// `POST <issuer>/oauth/token` with a form body.
+    async fn post_token_form(
+        &self,
+        form: &[(&str, &str)],
+    ) -> Result<reqwest::Response, IssuerError> {
         self.http
             .post(format!("{}/oauth/token", self.issuer))
             .form(form)
             .timeout(ISSUER_TIMEOUT)
             .send()
             .await
-            .map_err(|err| describe(&err))
+            .map_err(|err| IssuerError::Transport(describe(&err)))
     }
 
     /// Best effort: trades the id token for an API key (`OPENAI_API_KEY`).
-    pub async fn exchange_api_key(&self, id_token: &SecretString) -> Result<SecretString, String> {
+    pub async fn exchange_api_key(
+        &self,
+        id_token: &SecretString,
+    ) -> Result<SecretString, IssuerError> {
         #[derive(Deserialize)]
         struct Exchanged {
             access_token: SecretString,
@@ -201,9 +223,12 @@ impl OAuthClient {
         let response = self.post_token_form(&form).await?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("API key exchange returned status {status}"));
+            return Err(IssuerError::ApiKeyStatus(status));
         }
-        let exchanged: Exchanged = response.json().await.map_err(|err| describe(&err))?;
+        let exchanged: Exchanged = response
+            .json()
+            .await
+            .map_err(|err| IssuerError::Transport(describe(&err)))?;
         Ok(exchanged.access_token)
     }
 
@@ -224,20 +249,20 @@ impl OAuthClient {
             .timeout(ISSUER_TIMEOUT)
             .send()
             .await
-            .map_err(|err| DeviceStartError::Other(describe(&err)))?;
+            .map_err(|err| DeviceStartError::Request(describe(&err)))?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             return Err(DeviceStartError::NotEnabled);
         }
         if !status.is_success() {
-            return Err(DeviceStartError::Other(format!(
+            return Err(DeviceStartError::Request(format!(
                 "device code request failed with status {status}"
             )));
         }
         let code: UserCode = response
             .json()
             .await
-            .map_err(|err| DeviceStartError::Other(describe(&err)))?;
+            .map_err(|err| DeviceStartError::Request(describe(&err)))?;
         let seconds = match code.interval {
             Some(Value::String(text)) => text.trim().parse::<u64>().unwrap_or(5),
             Some(Value::Number(number)) => number.as_u64().unwrap_or(5),
@@ -251,7 +276,7 @@ impl OAuthClient {
     }
 
     /// One poll of `POST <issuer>/api/accounts/deviceauth/token`: 403/404 mean "not yet".
-    pub async fn poll_device_code(&self, code: &DeviceCode) -> Result<DevicePoll, String> {
+    pub async fn poll_device_code(&self, code: &DeviceCode) -> Result<DevicePoll, IssuerError> {
         #[derive(Deserialize)]
         struct Authorized {
             authorization_code: SecretString,
@@ -264,18 +289,18 @@ impl OAuthClient {
             .timeout(ISSUER_TIMEOUT)
             .send()
             .await
-            .map_err(|err| format!("device auth failed: {}", describe(&err)))?;
+            .map_err(|err| IssuerError::DeviceAuth(describe(&err)))?;
         let status = response.status();
         if status == StatusCode::FORBIDDEN || status == StatusCode::NOT_FOUND {
             return Ok(DevicePoll::Pending);
         }
         if !status.is_success() {
-            return Err(format!("device auth failed with status {status}"));
+            return Err(IssuerError::DeviceAuthStatus(status));
         }
         let authorized: Authorized = response
             .json()
             .await
-            .map_err(|err| format!("device auth failed: {}", describe(&err)))?;
+            .map_err(|err| IssuerError::DeviceAuth(describe(&err)))?;
         Ok(DevicePoll::Authorized {
             authorization_code: authorized.authorization_code,
             code_verifier: authorized.code_verifier,
@@ -336,18 +361,6 @@ pub fn token_endpoint_detail(body: &str) -> String {
         "" => "unknown error".to_owned(),
         trimmed => trimmed.to_owned(),
     }
-}
-
-/// reqwest's message plus root causes, without URLs' query strings (none carry secrets here).
-pub fn describe(err: &reqwest::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -1,11 +1,15 @@
-//! JSON-RPC over a connection: envelopes, the per-connection dispatcher, the outbound queue,
-//! server→client requests and the method table.
+//! JSON-RPC over a connection: the reader/writer loop every transport shares, the dispatcher
+//! that runs requests and orders replies before what they caused, and the method table.
 
+mod cancel;
 pub mod connection;
-pub mod envelope;
+mod dispatch;
+mod errors;
+#[cfg(test)]
+pub mod memory;
 pub mod methods;
-pub mod outbound;
-pub mod outgoing;
+#[cfg(test)]
+mod tests;
 
-pub use connection::{Connection, RpcServer};
-pub use outbound::{OutFrame, Outbound, OutboundReceiver, Overflow};
+pub use connection::{ConnectionOptions, Ending, FrameSink, FrameSource, Inbound};
+pub use dispatch::{ConnectionLimits, RpcServer};

@@ -108,11 +108,6 @@ impl HostOriginPolicy {
             _ => Err(Refusal::ForbiddenOrigin),
         }
     }
-
-    /// The origins of the server's own pages, e.g. for the connect hint.
-    pub fn own_origin(&self) -> String {
-        format!("http://{}", display_host(self.bound))
-    }
 }
 
 /// A connectable `host:port` for an address: unspecified addresses become loopback.

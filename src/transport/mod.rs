@@ -1,12 +1,11 @@
-//! Transports: the WebSocket listener (with its admission checks) and stdio.
-//!
-//! Both feed frames into an [`rpc::Connection`](crate::rpc::Connection) and drain its outbound
-//! queue; everything protocol-level happens there.
+//! Transports: the localhost listener (HTTP routes, admission checks, WebSocket connections) and
+//! stdio. Both run the shared connection loop in `rpc::connection`.
 
 pub mod console;
 pub mod guard;
+pub mod http;
 pub mod listener;
 pub mod server_file;
 pub mod stdio;
-pub mod ws;
+mod ws;
 pub mod ws_auth;

@@ -5,14 +5,15 @@
 //! reading stdout the writer blocks, the queue fills and the reader stops taking stdin: nothing is
 //! dropped. EOF on stdin starts shutdown.
 
+use std::io;
 use std::sync::Arc;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter,
+};
 
-use crate::error::RpcError;
-use crate::rpc::{Connection, OutFrame, OutboundReceiver, Overflow, RpcServer};
+use crate::peer::{Overflow, WriteQueue};
+use crate::rpc::{ConnectionOptions, FrameSink, FrameSource, Inbound, RpcServer};
 
 /// One read from the input.
 #[derive(Debug, PartialEq, Eq)]
@@ -82,97 +83,82 @@ impl<R: AsyncBufRead + Unpin> LineReader<R> {
     }
 }
 
-/// Serves one connection over `input`/`output` until EOF or `shutdown`, then lets running requests
-/// finish (at most `grace`).
-pub async fn serve<R, W>(
-    input: R,
-    output: W,
-    rpc: Arc<RpcServer>,
-    max_message_bytes: usize,
-    shutdown: CancellationToken,
-    grace: std::time::Duration,
-) where
-    R: tokio::io::AsyncRead + Unpin,
+/// Serves one connection over `input`/`output` until EOF or shutdown, then lets running requests
+/// finish (at most the shutdown grace).
+pub async fn serve<R, W>(input: R, output: W, rpc: &Arc<RpcServer>, max_message_bytes: usize)
+where
+    R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (connection, receiver) = Connection::new(rpc, Overflow::Backpressure);
-    let writer = tokio::spawn(write_lines(BufWriter::new(output), receiver));
-    let mut lines = LineReader::new(BufReader::new(input), max_message_bytes);
-    let mut input_open = true;
-    let mut drain_until: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            biased;
-            _ = shutdown.cancelled(), if drain_until.is_none() => {
-                connection.stop_accepting();
-                drain_until = Some(Instant::now() + grace);
+    let source = StdioSource {
+        lines: LineReader::new(BufReader::new(input), max_message_bytes),
+        max_message_bytes,
+        failed: false,
+    };
+    let options = ConnectionOptions {
+        overflow: Overflow::Backpressure,
+        closing_input_shuts_down: true,
+    };
+    crate::rpc::connection::serve(rpc, source, StdioSink(BufWriter::new(output)), options).await;
+}
+
+struct StdioSource<R> {
+    lines: LineReader<BufReader<R>>,
+    max_message_bytes: usize,
+    failed: bool,
+}
+
+impl<R: AsyncRead + Unpin + Send> FrameSource for StdioSource<R> {
+    type Text = String;
+
+    /// Waits for room in the write queue (the parent reads our stdout) before reading a line.
+    async fn next(&mut self, queue: &WriteQueue) -> Inbound<String> {
+        loop {
+            if self.failed {
+                return Inbound::Closed;
             }
-            _ = connection.requests_finished(), if drain_until.is_some() => break,
-            _ = tokio::time::sleep_until(drain_until.unwrap_or_else(Instant::now)), if drain_until.is_some() => break,
-            line = next_line_with_room(&connection, &mut lines), if input_open => match line {
+            queue.wait_for_room().await;
+            match self.lines.next_line().await {
                 Ok(Some(Line::Text(bytes))) => {
                     let text = String::from_utf8_lossy(&bytes);
                     let text = text.trim_end_matches('\r');
                     if !text.trim().is_empty() {
-                        connection.handle_frame(text).await;
+                        return Inbound::Text(text.to_owned());
                     }
                 }
                 Ok(Some(Line::TooLong)) => {
-                    connection.reply_error(&RpcError::invalid_envelope(format!(
-                        "message exceeds {max_message_bytes} bytes"
-                    )));
+                    return Inbound::Skipped {
+                        limit: self.max_message_bytes,
+                    };
                 }
-                Ok(None) | Err(_) => {
-                    if let Err(err) = line {
-                        tracing::warn!(error = %err, "reading stdin failed");
-                    }
-                    tracing::debug!("stdin closed: shutting down");
-                    input_open = false;
-                    shutdown.cancel();
-                }
-            },
-        }
-    }
-    connection.close();
-    connection.push_close(1000, "");
-    let _ = writer.await;
-}
-
-/// Waits for room in the outbound queue (the parent reads our stdout), then reads a line.
-async fn next_line_with_room<R: AsyncBufRead + Unpin>(
-    connection: &Connection,
-    lines: &mut LineReader<R>,
-) -> std::io::Result<Option<Line>> {
-    connection.outbound().wait_for_room().await;
-    lines.next_line().await
-}
-
-async fn write_lines<W: AsyncWrite + Unpin>(
-    mut output: BufWriter<W>,
-    mut receiver: OutboundReceiver,
-) {
-    while let Some(first) = receiver.recv().await {
-        let mut next = Some(first);
-        while let Some(frame) = next.take() {
-            match frame {
-                OutFrame::Text(text) => {
-                    if output.write_all(text.as_bytes()).await.is_err()
-                        || output.write_all(b"\n").await.is_err()
-                    {
-                        return;
-                    }
-                }
-                OutFrame::Ping => {}
-                OutFrame::Close(..) => {
-                    let _ = output.flush().await;
-                    return;
+                Ok(None) => return Inbound::Closed,
+                Err(err) => {
+                    tracing::warn!(error = %err, "reading stdin failed");
+                    self.failed = true;
                 }
             }
-            next = receiver.try_recv();
         }
-        if output.flush().await.is_err() {
-            return;
-        }
+    }
+}
+
+struct StdioSink<W>(BufWriter<W>);
+
+impl<W: AsyncWrite + Unpin + Send + 'static> FrameSink for StdioSink<W> {
+    async fn write(&mut self, text: String) -> io::Result<()> {
+        self.0.write_all(text.as_bytes()).await?;
+        self.0.write_all(b"\n").await
+    }
+
+    async fn ping(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> io::Result<()> {
+        self.0.flush().await
+    }
+
+    async fn close(&mut self, _code: u16, _reason: &str) {
+        let _ = self.0.flush().await;
     }
 }
 

@@ -188,17 +188,6 @@ pub fn presented_credential<'a>(
     }
 }
 
-/// Splits `Sec-WebSocket-Protocol` header values into entries.
-pub fn protocol_entries<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Vec<&'a str> {
-    values
-        .into_iter()
-        .filter_map(|value| std::str::from_utf8(value).ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-        .collect()
-}
-
 fn read_token_file(path: &Path) -> Result<String, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|err| {
         ConfigError(format!(
@@ -261,13 +250,6 @@ mod tests {
         assert_eq!(
             presented_credential(None, ["authbridge.bearer.a", "authbridge.bearer.b"]),
             Err(BAD_TOKEN)
-        );
-        assert_eq!(
-            protocol_entries([
-                b"authbridge, authbridge.bearer.x".as_slice(),
-                b"other".as_slice()
-            ]),
-            vec!["authbridge", "authbridge.bearer.x", "other"]
         );
     }
 

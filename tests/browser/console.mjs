@@ -259,7 +259,6 @@ async function main() {
   });
 
   const observed = {
-    connected: true,
     stateText,
     urlAfterLoad,
     tokenInUrl: urlAfterLoad.includes(token),

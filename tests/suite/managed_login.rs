@@ -12,8 +12,8 @@ use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::support::{
-    Child, Client, TestServer, backend_accepting, days_ago, idt, jwt, managed_auth, now_rfc3339,
-    usage_body, write_auth,
+    Arrivals, Child, Client, TestServer, backend_accepting, days_ago, eventually, idt, jwt,
+    managed_auth, now_rfc3339, usage_body, write_auth,
 };
 
 const NOT_COMPLETED: &str = "Login server error: Login was not completed";
@@ -460,15 +460,12 @@ async fn cancel_ends_the_login() {
         .call("account/login/cancel", json!({"loginId": login.login_id}))
         .await;
     assert_eq!(again["result"], json!({"status": "notFound"}));
-    // The callback server is gone.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(
-        browser()
-            .get(format!("{}/success", login.callback_base()))
-            .send()
-            .await
-            .is_err()
-    );
+    // The callback server goes away.
+    let success = format!("{}/success", login.callback_base());
+    eventually("the callback server is gone", || async {
+        browser().get(&success).send().await.is_err()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -477,6 +474,12 @@ async fn the_callback_servers_cancel_route_ends_the_login() {
     let server = server_with_issuer(&issuer, &[]).await;
     let mut client = server.client().await;
     let login = start_browser_login(&mut client).await;
+    let elsewhere = browser()
+        .get(format!("{}/elsewhere", login.callback_base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.status(), 404);
     let response = browser()
         .get(format!("{}/cancel", login.callback_base()))
         .send()
@@ -487,15 +490,11 @@ async fn the_callback_servers_cancel_route_ends_the_login() {
         completed(&mut client).await["error"],
         json!("Login server error: Login cancelled")
     );
-    assert_eq!(
-        browser()
-            .get(format!("{}/elsewhere", login.callback_base()))
-            .send()
-            .await
-            .map(|r| r.status().as_u16())
-            .unwrap_or(404),
-        404
-    );
+    let success = format!("{}/success", login.callback_base());
+    eventually("the callback server is gone", || async {
+        browser().get(&success).send().await.is_err()
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -1037,29 +1036,30 @@ async fn a_new_refresh_token_in_auth_json_clears_the_latch() {
 #[tokio::test]
 async fn a_401_adopts_tokens_another_process_already_rotated() {
     let backend = MockServer::start().await;
+    let issuer = grant_issuer(ResponseTemplate::new(500)).await;
+    let server = lifecycle_server(&backend, &issuer).await;
+    write_user_tokens(server.home(), "access-old", "refresh-old", &now_rfc3339());
     Mock::given(method("GET"))
         .and(header("authorization", "Bearer access-rotated"))
         .respond_with(ResponseTemplate::new(200).set_body_json(usage_body()))
         .with_priority(1)
         .mount(&backend)
         .await;
+    // Another process rotates the tokens while the stale call is on its way.
+    let home = server.home().to_path_buf();
     Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(401).set_delay(Duration::from_millis(600)))
+        .respond_with(
+            Arrivals::new()
+                .answering(ResponseTemplate::new(401))
+                .after_arrival(move || {
+                    write_user_tokens(&home, "access-rotated", "refresh-rotated", &now_rfc3339())
+                }),
+        )
         .with_priority(10)
         .mount(&backend)
         .await;
-    let issuer = grant_issuer(ResponseTemplate::new(500)).await;
-    let server = lifecycle_server(&backend, &issuer).await;
-    write_user_tokens(server.home(), "access-old", "refresh-old", &now_rfc3339());
     let mut client = server.client().await;
     let id = client.request("account/rateLimits/read", Value::Null).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    write_user_tokens(
-        server.home(),
-        "access-rotated",
-        "refresh-rotated",
-        &now_rfc3339(),
-    );
     assert!(client.response(id).await.get("result").is_some());
     assert!(
         issuer.received_requests().await.unwrap().is_empty(),
@@ -1070,17 +1070,21 @@ async fn a_401_adopts_tokens_another_process_already_rotated() {
 #[tokio::test]
 async fn a_401_after_logout_elsewhere_says_so() {
     let backend = MockServer::start().await;
-    Mock::given(method("GET"))
-        .respond_with(ResponseTemplate::new(401).set_delay(Duration::from_millis(600)))
-        .mount(&backend)
-        .await;
     let issuer = grant_issuer(ResponseTemplate::new(500)).await;
     let server = lifecycle_server(&backend, &issuer).await;
     write_user_tokens(server.home(), "access-old", "refresh-old", &now_rfc3339());
+    // Another process logs out while the call is on its way.
+    let auth_json = server.auth_json();
+    Mock::given(method("GET"))
+        .respond_with(
+            Arrivals::new()
+                .answering(ResponseTemplate::new(401))
+                .after_arrival(move || std::fs::remove_file(&auth_json).unwrap()),
+        )
+        .mount(&backend)
+        .await;
     let mut client = server.client().await;
     let id = client.request("account/rateLimits/read", Value::Null).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    std::fs::remove_file(server.auth_json()).unwrap();
     assert_eq!(
         client.response(id).await["error"]["message"],
         json!(

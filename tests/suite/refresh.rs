@@ -8,8 +8,8 @@ use wiremock::matchers::{body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::support::{
-    Client, TestServer, backend_accepting, idt, jwt, managed_auth, now_rfc3339, unauthorized,
-    usage_body, usage_snapshot, write_auth,
+    Client, TestServer, backend_accepting, backend_accepting_counted, idt, jwt, managed_auth,
+    now_rfc3339, unauthorized, usage_body, usage_snapshot, write_auth,
 };
 
 const REFRESH: &str = "account/chatgptAuthTokens/refresh";
@@ -295,18 +295,12 @@ async fn a_silent_owner_times_out_and_a_late_reply_is_ignored() {
     let server = server_for(&backend, &["auth.external_refresh_timeout_secs=2"]).await;
     let mut client = server.client().await;
     login_external(&mut client, "e@example.com", "org", "access-initial").await;
-    let started = tokio::time::Instant::now();
     let id = client.request("account/rateLimits/read", Value::Null).await;
     let request = client.server_request(REFRESH).await;
     let reply = client.response(id).await;
     assert_eq!(
         reply["error"],
         rl("auth refresh request timed out after 2s")
-    );
-    let elapsed = started.elapsed();
-    assert!(
-        elapsed >= Duration::from_millis(1900) && elapsed < Duration::from_secs(5),
-        "{elapsed:?}"
     );
     client
         .send(json!({"id": request["id"], "result": {"idToken": idt("e@example.com", "pro", "org"), "accessToken": "access-refreshed"}}))
@@ -329,7 +323,7 @@ async fn a_silent_owner_times_out_and_a_late_reply_is_ignored() {
 
 #[tokio::test]
 async fn concurrent_401s_cause_exactly_one_refresh() {
-    let backend = backend_accepting(&["access-refreshed"]).await;
+    let (backend, unauthorized_answers) = backend_accepting_counted(&["access-refreshed"]).await;
     let server = server_for(&backend, &[]).await;
     let mut owner = server.client().await;
     login_external(&mut owner, "e@example.com", "org", "access-initial").await;
@@ -344,8 +338,8 @@ async fn concurrent_401s_cause_exactly_one_refresh() {
         readers.push((reader, ids));
     }
     let request = owner.server_request(REFRESH).await;
-    // Give every request time to hit its 401 before answering.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Every read has had its 401 before the refresh is answered.
+    unauthorized_answers.wait_for(200).await;
     owner
         .send(json!({"id": request["id"], "result": {"idToken": idt("e@example.com", "pro", "org"), "accessToken": "access-refreshed"}}))
         .await;
@@ -421,13 +415,12 @@ async fn refresh_requests_go_to_the_owner_only() {
         .await;
 
     // The owner leaves; the tokens stay, but nobody can refresh them.
-    drop(owner);
+    owner.close().await;
     backend.reset().await;
     Mock::given(method("GET"))
         .respond_with(unauthorized())
         .mount(&backend)
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
     let id = reader.request("account/rateLimits/read", Value::Null).await;
     assert_eq!(
         reader.response(id).await["error"],
@@ -448,13 +441,13 @@ async fn an_owner_disconnecting_mid_refresh_fails_waiters_at_once() {
     login_external(&mut owner, "e@example.com", "org", "access-initial").await;
     let id = reader.request("account/rateLimits/read", Value::Null).await;
     owner.server_request(REFRESH).await;
-    let started = tokio::time::Instant::now();
+    // The refresh would wait 30 s for a silent owner; a gone one fails it at once (`response`
+    // gives up after 10 s).
     drop(owner);
     assert_eq!(
         reader.response(id).await["error"],
         rl("no connected client can refresh external auth tokens")
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[tokio::test]

@@ -682,7 +682,9 @@ async fn a_full_session_never_leaks_secrets() {
             "a sentinel reached a client: {reply}"
         );
     }
-    for message in &client.received {
+    client.close().await;
+    assert!(client.all_received().len() > replies.len());
+    for message in client.all_received() {
         assert!(
             !message.to_string().contains("SENTINEL"),
             "a sentinel reached a client: {message}"

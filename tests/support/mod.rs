@@ -166,7 +166,10 @@ pub struct Client {
     reader: tokio::task::JoinHandle<()>,
     /// Methods of the requests sent, by id (JSON text), to check replies against their schemas.
     sent: HashMap<String, String>,
+    /// Messages some wait matched.
     pub received: Vec<Value>,
+    /// Every message that arrived, in arrival order (whether a test waited for it or not).
+    arrived: Vec<Value>,
 }
 
 impl Drop for Client {
@@ -230,6 +233,7 @@ impl Client {
             reader,
             sent: HashMap::new(),
             received: Vec::new(),
+            arrived: Vec::new(),
         }
     }
 
@@ -344,6 +348,7 @@ impl Client {
                     && let Ok(message) = serde_json::from_str::<Value>(text)
                 {
                     conformance::check_server_message(&message, &self.sent);
+                    self.arrived.push(message);
                 }
                 Some(event)
             }
@@ -480,6 +485,31 @@ impl Client {
         self.buffer = skipped;
     }
 
+    /// Every message received so far, waited for or not. Call after [`Client::closed`] (or a
+    /// last wait) to see the whole conversation.
+    pub fn all_received(&self) -> &[Value] {
+        &self.arrived
+    }
+
+    /// Closes the connection from this side and waits for the server to acknowledge it: by then
+    /// the server has dropped the connection (its pending requests failed, it left every list).
+    pub async fn close(&mut self) {
+        match &mut self.sink {
+            Sink::Ws(sink) => {
+                let _ = sink.send(Message::Close(None)).await;
+            }
+            Sink::Stdio(stdin) => drop(stdin.take()),
+        }
+        let deadline = Instant::now() + WAIT;
+        loop {
+            match self.next_event(deadline).await {
+                Some(Event::Close(_) | Event::Ended(_)) => return,
+                Some(_) => continue,
+                None => panic!("the server did not acknowledge the close"),
+            }
+        }
+    }
+
     /// Waits for the server to close the connection; returns the close frame's code and reason.
     pub async fn closed(&mut self) -> Option<(u16, String)> {
         let deadline = Instant::now() + WAIT;
@@ -521,6 +551,76 @@ async fn read_events(
         }
     }
     let _ = tx.send(Event::Ended("stream ended".into()));
+}
+
+/// Counts requests a wiremock backend answered, so tests can wait until N arrived.
+#[derive(Clone)]
+pub struct Arrivals {
+    count: std::sync::Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+impl Arrivals {
+    pub fn new() -> Self {
+        Self {
+            count: std::sync::Arc::new(tokio::sync::watch::channel(0).0),
+        }
+    }
+
+    /// A responder that answers `template` and counts the request.
+    pub fn answering(&self, template: ResponseTemplate) -> Counted {
+        Counted {
+            template,
+            arrivals: self.clone(),
+            before: None,
+        }
+    }
+
+    /// Waits until at least `n` requests arrived.
+    pub async fn wait_for(&self, n: usize) {
+        let mut count = self.count.subscribe();
+        timeout(WAIT, count.wait_for(|count| *count >= n))
+            .await
+            .unwrap_or_else(|_| panic!("fewer than {n} backend requests arrived"))
+            .unwrap();
+    }
+}
+
+/// A counting responder; optionally runs a step (e.g. rewrite a file) before it answers.
+pub struct Counted {
+    template: ResponseTemplate,
+    arrivals: Arrivals,
+    before: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl Counted {
+    /// Runs `step` when a request arrives, before the answer goes out.
+    pub fn after_arrival(mut self, step: impl Fn() + Send + Sync + 'static) -> Self {
+        self.before = Some(Box::new(step));
+        self
+    }
+}
+
+impl wiremock::Respond for Counted {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        if let Some(step) = &self.before {
+            step();
+        }
+        self.arrivals.count.send_modify(|count| *count += 1);
+        self.template.clone()
+    }
+}
+
+/// Retries `check` until it holds (each try is a real round trip, no sleep); panics after `WAIT`.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::task::yield_now().await;
+    }
 }
 
 /// The `authbridge` binary.
@@ -631,13 +731,16 @@ impl Child {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// Waits for the exit code.
+    /// Waits for the exit code, then for the end of stderr (so [`Child::stderr`] holds all of it).
     pub async fn exit_code(&mut self) -> Option<i32> {
-        timeout(WAIT, self.process.wait())
+        let status = timeout(WAIT, self.process.wait())
             .await
             .expect("process exits")
-            .unwrap()
-            .code()
+            .unwrap();
+        timeout(WAIT, async { while self.lines.recv().await.is_some() {} })
+            .await
+            .expect("stderr closes once the process has exited");
+        status.code()
     }
 
     /// Sends SIGTERM.
@@ -671,6 +774,12 @@ pub fn unauthorized() -> ResponseTemplate {
 
 /// A backend whose usage endpoint answers 401 to every bearer except the listed good ones.
 pub async fn backend_accepting(good: &[&str]) -> MockServer {
+    backend_accepting_counted(good).await.0
+}
+
+/// [`backend_accepting`], counting the 401s it answered.
+pub async fn backend_accepting_counted(good: &[&str]) -> (MockServer, Arrivals) {
+    let unauthorized_answers = Arrivals::new();
     let backend = MockServer::start().await;
     for token in good {
         Mock::given(method("GET"))
@@ -683,11 +792,11 @@ pub async fn backend_accepting(good: &[&str]) -> MockServer {
     }
     Mock::given(method("GET"))
         .and(path("/api/codex/usage"))
-        .respond_with(unauthorized())
+        .respond_with(unauthorized_answers.answering(unauthorized()))
         .with_priority(10)
         .mount(&backend)
         .await;
-    backend
+    (backend, unauthorized_answers)
 }
 
 /// A managed auth.json for `idt(email, plan, workspace)`.

@@ -1,13 +1,12 @@
-//! A connection's outbound queue: every reply, notification and server request goes through it.
+//! A connection's write queue: every reply, notification and server request goes through it.
 //!
 //! Pushing never waits, so no handler (and no broadcast) can be stalled by one slow peer. The queue
 //! is bounded by a message count and by bytes: over either, a WebSocket peer is disconnected with
 //! 1008 (SPEC §2.1), while on stdio the reader stops taking input until the writer catches up
-//! (SPEC §2.2). Notifications can be
-//! held back while a request's reply is pending, so the reply always goes first (SPEC §3.5).
+//! (SPEC §2.2).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -41,21 +40,14 @@ pub enum Overflow {
     Backpressure,
 }
 
-pub struct Outbound {
+pub struct WriteQueue {
     tx: mpsc::UnboundedSender<OutFrame>,
     level: Arc<Level>,
     capacity: usize,
     byte_capacity: usize,
     overflow: Overflow,
-    held: Mutex<Held>,
     /// Cancelled when the queue overflowed: the transport must drop the peer.
     overflowed: CancellationToken,
-}
-
-#[derive(Default)]
-struct Held {
-    holds: usize,
-    waiting: Vec<String>,
 }
 
 /// How many frames are queued, and how many requests will still queue a reply; shared by both
@@ -69,19 +61,15 @@ struct Level {
 }
 
 /// The writer's end of the queue.
-pub struct OutboundReceiver {
+pub struct QueueReader {
     rx: mpsc::UnboundedReceiver<OutFrame>,
     level: Arc<Level>,
 }
 
-impl Outbound {
+impl WriteQueue {
     /// A queue holding at most `capacity` frames and `byte_capacity` bytes of text (one frame
     /// larger than that still goes through an empty queue).
-    pub fn new(
-        capacity: usize,
-        byte_capacity: usize,
-        overflow: Overflow,
-    ) -> (Self, OutboundReceiver) {
+    pub fn new(capacity: usize, byte_capacity: usize, overflow: Overflow) -> (Self, QueueReader) {
         let (tx, rx) = mpsc::unbounded_channel();
         let level = Arc::new(Level::default());
         let outbound = Self {
@@ -90,10 +78,9 @@ impl Outbound {
             capacity: capacity.max(1),
             byte_capacity,
             overflow,
-            held: Mutex::new(Held::default()),
             overflowed: CancellationToken::new(),
         };
-        (outbound, OutboundReceiver { rx, level })
+        (outbound, QueueReader { rx, level })
     }
 
     /// Queues a frame. Returns false if it was not queued (connection gone or overflowed).
@@ -132,30 +119,6 @@ impl Outbound {
         self.push(OutFrame::Text(text))
     }
 
-    /// Queues a notification, or keeps it back while a hold is active.
-    pub fn push_notification(&self, text: String) {
-        let mut held = self.held.lock().expect("held lock");
-        if held.holds > 0 {
-            held.waiting.push(text);
-        } else {
-            self.push_text(text);
-        }
-    }
-
-    pub fn hold(&self) {
-        self.held.lock().expect("held lock").holds += 1;
-    }
-
-    pub fn release(&self) {
-        let mut held = self.held.lock().expect("held lock");
-        held.holds = held.holds.saturating_sub(1);
-        if held.holds == 0 {
-            for text in std::mem::take(&mut held.waiting) {
-                self.push_text(text);
-            }
-        }
-    }
-
     /// Resolves once the queue overflowed (WebSocket policy).
     pub fn overflowed(&self) -> &CancellationToken {
         &self.overflowed
@@ -172,10 +135,6 @@ impl Outbound {
         }
     }
 
-    pub fn depth(&self) -> usize {
-        self.level.depth.load(Ordering::Acquire)
-    }
-
     /// Counts a request that will queue a reply; false (nothing counted) when `limit` are running.
     pub fn start_request(&self, limit: usize) -> bool {
         let previous = self.level.running.fetch_add(1, Ordering::AcqRel);
@@ -186,13 +145,13 @@ impl Outbound {
         true
     }
 
-    /// A request counted by [`Outbound::start_request`] is done.
+    /// A request counted by [`WriteQueue::start_request`] is done.
     pub fn finish_request(&self) {
         self.level.running.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-impl OutboundReceiver {
+impl QueueReader {
     pub async fn recv(&mut self) -> Option<OutFrame> {
         let frame = self.rx.recv().await;
         self.dequeued(frame.as_ref());
@@ -223,31 +182,9 @@ impl OutboundReceiver {
 mod tests {
     use super::*;
 
-    fn text(frame: Option<OutFrame>) -> String {
-        match frame {
-            Some(OutFrame::Text(text)) => text,
-            other => panic!("expected text, got {other:?}"),
-        }
-    }
-
-    #[tokio::test]
-    async fn held_notifications_follow_the_reply() {
-        let (out, mut rx) = Outbound::new(16, 1 << 20, Overflow::Disconnect);
-        out.hold();
-        out.push_notification("n1".into());
-        out.push_text("reply".into());
-        out.push_notification("n2".into());
-        out.release();
-        out.push_notification("n3".into());
-        assert_eq!(text(rx.try_recv()), "reply");
-        assert_eq!(text(rx.try_recv()), "n1");
-        assert_eq!(text(rx.try_recv()), "n2");
-        assert_eq!(text(rx.try_recv()), "n3");
-    }
-
     #[tokio::test]
     async fn overflow_disconnects() {
-        let (out, _rx) = Outbound::new(2, 1 << 20, Overflow::Disconnect);
+        let (out, _rx) = WriteQueue::new(2, 1 << 20, Overflow::Disconnect);
         assert!(out.push_text("a".into()));
         assert!(out.push_text("b".into()));
         assert!(!out.overflowed().is_cancelled());
@@ -258,7 +195,7 @@ mod tests {
 
     #[tokio::test]
     async fn overflow_by_bytes_disconnects_but_one_big_frame_passes() {
-        let (out, mut rx) = Outbound::new(100, 10, Overflow::Disconnect);
+        let (out, mut rx) = WriteQueue::new(100, 10, Overflow::Disconnect);
         assert!(
             out.push_text("a".repeat(50)),
             "one frame over the bound goes through"
@@ -273,7 +210,7 @@ mod tests {
 
     #[tokio::test]
     async fn backpressure_waits_for_the_writer() {
-        let (out, mut rx) = Outbound::new(1, 1 << 20, Overflow::Backpressure);
+        let (out, mut rx) = WriteQueue::new(1, 1 << 20, Overflow::Backpressure);
         let out = std::sync::Arc::new(out);
         assert!(out.push_text("a".into()));
         assert!(out.push_text("b".into()), "backpressure never drops");

@@ -7,8 +7,9 @@
 //! - managed mode takes the file lock, re-reads auth.json, adopts tokens another process already
 //!   rotated, else runs the refresh grant — and latches permanent failures.
 
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+mod external;
+
+use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
@@ -19,28 +20,22 @@ use time::OffsetDateTime;
 
 use crate::account::store::{AuthStore, Loaded, ManagedTokens, StoredAuth};
 use crate::account::tokens::ExternalTokens;
-use crate::backend::{AuthFailure, Credential, CredentialProvider, Refreshed, RefresherKind};
+use crate::backend::{AuthFailure, Credential, CredentialKind, CredentialProvider, Refreshed};
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::login::oauth::{GrantError, OAuthClient};
-use crate::peer::{ClientLink, ClientRequestError};
-use crate::protocol::{
-    ChatgptAuthTokensRefreshParams, ChatgptAuthTokensRefreshReason, ExternalTokenParams, methods,
-};
+use crate::peer::{Peer, WeakPeer};
 
 /// Refresh a managed access token this long before its `exp`.
 const EXPIRY_MARGIN_SECS: i64 = 5 * 60;
 /// Without a readable `exp`, refresh tokens older than this (Codex 0.94.0's rule).
 const MAX_TOKEN_AGE: time::Duration = time::Duration::days(8);
 
-pub const NO_OWNER: &str = "no connected client can refresh external auth tokens";
-pub const ACCOUNT_CHANGED: &str = "Your access token could not be refreshed because you have since logged out or signed in to another account. Please sign in again.";
-
 /// What the account is, right now.
 #[derive(Clone, Debug)]
 pub enum Snapshot {
     None,
-    ApiKey,
+    ApiKey(SecretString),
     Managed {
         tokens: Arc<ManagedTokens>,
         latched: bool,
@@ -52,7 +47,7 @@ pub enum Snapshot {
 
 struct External {
     tokens: Arc<ExternalTokens>,
-    owner: Weak<dyn ClientLink>,
+    owner: WeakPeer,
 }
 
 /// A permanent refresh failure, remembered for the refresh token that caused it (SPEC §8.3).
@@ -127,41 +122,22 @@ impl Credentials {
         &self.oauth
     }
 
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("credentials lock")
+    }
+
     /// Brings the state in line with auth.json (re-read only if it changed).
     async fn sync_file(&self) -> (Loaded, std::sync::MutexGuard<'_, State>) {
         let (loaded, version) = self.store.current().await;
-        let mut state = self.state.lock().expect("credentials lock");
-        self.absorb(&mut state, &loaded, version);
+        let mut state = self.state();
+        absorb(&mut state, &loaded, version);
         (loaded, state)
-    }
-
-    fn absorb(&self, state: &mut State, loaded: &Loaded, version: u64) {
-        if version == state.file_version {
-            return;
-        }
-        state.file_version = version;
-        if state.external.is_none() {
-            state.generation += 1;
-        }
-        // A different refresh token in the file clears the latch.
-        let current = match loaded.credentials() {
-            Some(StoredAuth::Managed(tokens)) => Some(digest(&tokens.refresh_token)),
-            _ => None,
-        };
-        if state
-            .latch
-            .as_ref()
-            .is_some_and(|latch| Some(latch.refresh_token) != current)
-        {
-            state.latch = None;
-        }
     }
 
     /// Re-reads auth.json now (after this process wrote it, or under the lock).
     async fn reload(&self) -> Loaded {
         let (loaded, version) = self.store.reload().await;
-        let mut state = self.state.lock().expect("credentials lock");
-        self.absorb(&mut state, &loaded, version);
+        absorb(&mut self.state(), &loaded, version);
         loaded
     }
 
@@ -175,42 +151,35 @@ impl Credentials {
         }
         match loaded.credentials() {
             None => Snapshot::None,
-            Some(StoredAuth::ApiKey(_)) => Snapshot::ApiKey,
+            Some(StoredAuth::ApiKey(key)) => Snapshot::ApiKey(key.0.clone()),
             Some(StoredAuth::Managed(tokens)) => Snapshot::Managed {
-                latched: state
-                    .latch
-                    .as_ref()
-                    .is_some_and(|latch| latch.refresh_token == digest(&tokens.refresh_token)),
+                latched: latch_for(&state, tokens).is_some(),
                 tokens: tokens.clone(),
             },
         }
     }
 
     pub fn generation(&self) -> u64 {
-        self.state.lock().expect("credentials lock").generation
+        self.state().generation
     }
 
     pub fn external_active(&self) -> bool {
-        self.state
-            .lock()
-            .expect("credentials lock")
-            .external
-            .is_some()
+        self.state().external.is_some()
     }
 
     /// Installs host-owned tokens; `owner` answers future refresh requests.
-    pub fn set_external(&self, tokens: ExternalTokens, owner: &Arc<dyn ClientLink>) {
-        let mut state = self.state.lock().expect("credentials lock");
+    pub fn set_external(&self, tokens: ExternalTokens, owner: &Peer) {
+        let mut state = self.state();
         state.external = Some(External {
             tokens: Arc::new(tokens),
-            owner: Arc::downgrade(owner),
+            owner: owner.downgrade(),
         });
         state.generation += 1;
     }
 
     /// Forgets host-owned tokens and any latch (logout).
     pub fn clear(&self) {
-        let mut state = self.state.lock().expect("credentials lock");
+        let mut state = self.state();
         state.external = None;
         state.latch = None;
         state.generation += 1;
@@ -219,31 +188,20 @@ impl Credentials {
     /// After this process wrote or deleted auth.json: re-read it and forget any latch.
     pub async fn file_written(&self) {
         self.reload().await;
-        let mut state = self.state.lock().expect("credentials lock");
+        let mut state = self.state();
         state.latch = None;
         state.generation += 1;
     }
 
     /// `account/read {refreshToken:true}` in managed mode: run the grant now (single flight).
-    pub async fn force_managed_refresh(&self) -> Result<(), String> {
+    pub async fn force_managed_refresh(&self) -> Result<(), AuthFailure> {
         let Snapshot::Managed { tokens, .. } = self.snapshot().await else {
             return Ok(());
         };
-        self.refresh_managed(&tokens.access_token, tokens.workspace().map(str::to_owned))
+        self.refresh_managed(&tokens.access_token, tokens.workspace())
             .await
             .map(|_| ())
-            .map_err(|err| err.message().to_owned())
-    }
-
-    fn grant_headers(&self) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        if let Ok(value) = HeaderValue::from_str(&self.identity.background_user_agent()) {
-            headers.insert(USER_AGENT, value);
-        }
-        if let Ok(value) = HeaderValue::from_str(self.identity.originator()) {
-            headers.insert("originator", value);
-        }
-        headers
+            .map_err(|err| AuthFailure::Grant(err.message().to_owned()))
     }
 
     /// Renews managed tokens that replaced `stale` (SPEC §9.3, §10.4): under the file lock, adopt
@@ -251,7 +209,7 @@ impl Credentials {
     async fn refresh_managed(
         &self,
         stale_access: &SecretString,
-        stale_workspace: Option<String>,
+        stale_workspace: Option<&str>,
     ) -> Result<Refreshed, GrantError> {
         let _in_process = self.managed_refresh.lock().await;
         let _file_lock = self
@@ -261,14 +219,12 @@ impl Credentials {
             .map_err(|err| GrantError::Transient(format!("Failed to refresh token: {err}")))?;
         let loaded = self.reload().await;
         let tokens = match loaded.credentials() {
-            Some(StoredAuth::Managed(tokens))
-                if tokens.workspace().map(str::to_owned) == stale_workspace =>
-            {
+            Some(StoredAuth::Managed(tokens)) if tokens.workspace() == stale_workspace => {
                 tokens.clone()
             }
             _ => {
                 return Err(GrantError::Permanent {
-                    message: ACCOUNT_CHANGED.into(),
+                    message: AuthFailure::AccountChanged.to_string(),
                     reused: false,
                 });
             }
@@ -283,7 +239,15 @@ impl Credentials {
                 reused: false,
             });
         }
+        self.spend_refresh_token(&tokens).await
+    }
+
+    /// Runs the refresh grant with the file lock held; saves the result or latches a permanent
+    /// failure (after checking whether a process that does not lock rotated the token already).
+    async fn spend_refresh_token(&self, tokens: &ManagedTokens) -> Result<Refreshed, GrantError> {
         tracing::info!("refreshing managed ChatGPT tokens");
+        let transient =
+            |detail: String| GrantError::Transient(format!("Failed to refresh token: {detail}"));
         match self
             .oauth
             .refresh(&tokens.refresh_token, self.grant_headers())
@@ -292,32 +256,21 @@ impl Credentials {
             Ok(fresh) => {
                 let renewed = tokens
                     .refreshed(fresh.id_token, fresh.access_token, fresh.refresh_token)
-                    .map_err(|err| {
-                        GrantError::Transient(format!("Failed to refresh token: {err}"))
-                    })?;
-                self.store.write_managed(&renewed).await.map_err(|err| {
-                    GrantError::Transient(format!(
-                        "Failed to refresh token: cannot save auth.json: {err}"
-                    ))
-                })?;
+                    .map_err(|err| transient(err.to_string()))?;
+                self.store
+                    .write_managed(&renewed)
+                    .await
+                    .map_err(|err| transient(format!("cannot save auth.json: {err}")))?;
                 self.reload().await;
                 Ok(Refreshed::Renewed)
             }
             Err(GrantError::Permanent { message, reused }) => {
-                if reused {
-                    // A process that does not take the lock (Codex) may have rotated it already.
-                    let again = self.reload().await;
-                    if let Some(StoredAuth::Managed(now)) = again.credentials()
-                        && !same_secret(&now.refresh_token, &tokens.refresh_token)
-                    {
-                        tracing::info!(
-                            "refresh token was reused elsewhere; adopting the newer tokens"
-                        );
-                        return Ok(Refreshed::Renewed);
-                    }
+                if reused && self.rotated_elsewhere(tokens).await {
+                    tracing::info!("refresh token was reused elsewhere; adopting the newer tokens");
+                    return Ok(Refreshed::Renewed);
                 }
                 tracing::warn!(message, "managed token refresh failed permanently");
-                self.state.lock().expect("credentials lock").latch = Some(Latch {
+                self.state().latch = Some(Latch {
                     refresh_token: digest(&tokens.refresh_token),
                     message: message.clone(),
                 });
@@ -330,19 +283,33 @@ impl Credentials {
         }
     }
 
+    /// A process that does not take the lock (Codex) may have rotated the refresh token already.
+    async fn rotated_elsewhere(&self, spent: &ManagedTokens) -> bool {
+        matches!(
+            self.reload().await.credentials(),
+            Some(StoredAuth::Managed(now)) if !same_secret(&now.refresh_token, &spent.refresh_token)
+        )
+    }
+
+    fn grant_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Ok(value) = HeaderValue::from_str(&self.identity.background_user_agent()) {
+            headers.insert(USER_AGENT, value);
+        }
+        if let Ok(value) = HeaderValue::from_str(self.identity.originator()) {
+            headers.insert("originator", value);
+        }
+        headers
+    }
+
     fn latched_message(&self, tokens: &ManagedTokens) -> Option<String> {
-        let state = self.state.lock().expect("credentials lock");
-        state
-            .latch
-            .as_ref()
-            .filter(|latch| latch.refresh_token == digest(&tokens.refresh_token))
-            .map(|latch| latch.message.clone())
+        latch_for(&self.state(), tokens).map(|latch| latch.message.clone())
     }
 
     /// Asks the owner connection for new external tokens (SPEC §7).
     async fn refresh_external(&self, stale: &Credential) -> Result<Refreshed, AuthFailure> {
         let (owner, previous_account_id) = {
-            let state = self.state.lock().expect("credentials lock");
+            let state = self.state();
             let Some(external) = &state.external else {
                 return Ok(Refreshed::Superseded);
             };
@@ -351,33 +318,11 @@ impl Credentials {
             }
             (external.owner.upgrade(), external.tokens.workspace.clone())
         };
-        let Some(owner) = owner.filter(|owner| owner.is_open()) else {
-            return Err(AuthFailure::new(NO_OWNER));
-        };
+        let owner = owner.ok_or(AuthFailure::NoOwner)?;
         let timeout = self.config.auth.external_refresh_timeout;
-        let params = serde_json::to_value(ChatgptAuthTokensRefreshParams {
-            reason: ChatgptAuthTokensRefreshReason::Unauthorized,
-            previous_account_id,
-        })
-        .expect("refresh params serialize");
-        tracing::info!(
-            connection = owner.connection_id(),
-            "asking the owning client to refresh external tokens"
-        );
-        let reply = owner
-            .request(methods::TOKENS_REFRESH, params, timeout)
-            .await
-            .map_err(|err| AuthFailure::new(refresh_request_failure(err, timeout)))?;
-        let params: ExternalTokenParams = serde_json::from_value(reply)
-            .map_err(|err| AuthFailure::new(format!("invalid auth refresh response: {err}")))?;
-        let tokens = ExternalTokens::from_params(&params)
-            .map_err(|err| AuthFailure::new(err.parse_error().to_string()))?;
-        if let Some(forced) = &self.config.forced_chatgpt_workspace_id {
-            tokens
-                .check_refresh_workspace(forced)
-                .map_err(AuthFailure::new)?;
-        }
-        let mut state = self.state.lock().expect("credentials lock");
+        let reply = external::ask_owner(&owner, previous_account_id, timeout).await?;
+        let tokens = external::read_reply(reply, self.config.forced_chatgpt_workspace_id.as_ref())?;
+        let mut state = self.state();
         if state.generation != stale.generation || state.external.is_none() {
             tracing::info!("discarding a refresh reply: the account changed meanwhile");
             return Ok(Refreshed::Superseded);
@@ -389,20 +334,6 @@ impl Credentials {
         Ok(Refreshed::Renewed)
     }
 
-    /// Managed tokens due for a proactive refresh (SPEC §9.2)?
-    fn due_for_refresh(tokens: &ManagedTokens) -> bool {
-        let now = OffsetDateTime::now_utc();
-        match crate::account::jwt::parse(tokens.access_token.expose_secret())
-            .ok()
-            .and_then(|claims| claims.expires_at)
-        {
-            Some(exp) => exp - now.unix_timestamp() <= EXPIRY_MARGIN_SECS,
-            None => tokens
-                .last_refresh
-                .is_none_or(|at| now - at > MAX_TOKEN_AGE),
-        }
-    }
-
     async fn current_credential(&self) -> Result<Credential, AuthFailure> {
         let snapshot = self.snapshot().await;
         let generation = self.generation();
@@ -411,48 +342,107 @@ impl Credentials {
                 bearer: tokens.access_token.clone(),
                 account_id: tokens.workspace.clone(),
                 generation,
-                refresher: RefresherKind::HostOwned,
+                kind: CredentialKind::HostOwned,
             }),
             Snapshot::Managed { tokens, latched } => {
                 if latched && let Some(message) = self.latched_message(&tokens) {
-                    return Err(AuthFailure::new(message));
+                    return Err(AuthFailure::Grant(message));
                 }
-                if !Self::due_for_refresh(&tokens) {
-                    return Ok(managed_credential(&tokens, generation));
-                }
-                match self
-                    .refresh_managed(&tokens.access_token, tokens.workspace().map(str::to_owned))
-                    .await
-                {
-                    Ok(_) => match self.snapshot().await {
-                        Snapshot::Managed { tokens, .. } => {
-                            Ok(managed_credential(&tokens, self.generation()))
-                        }
-                        _ => Err(AuthFailure::new(ACCOUNT_CHANGED)),
-                    },
-                    Err(GrantError::Permanent { message, .. }) => Err(AuthFailure::new(message)),
-                    Err(GrantError::Transient(message)) => {
-                        tracing::warn!(
-                            error = message,
-                            "proactive refresh failed; using the current token"
-                        );
-                        Ok(managed_credential(&tokens, generation))
-                    }
-                }
+                self.managed_credential(tokens, generation).await
             }
-            Snapshot::ApiKey => Err(AuthFailure::new("chatgpt authentication required")),
-            Snapshot::None => Err(AuthFailure::new("codex account authentication required")),
+            Snapshot::ApiKey(key) => Ok(Credential {
+                bearer: key,
+                account_id: None,
+                generation,
+                kind: CredentialKind::ApiKey,
+            }),
+            Snapshot::None => Err(AuthFailure::NoAccount),
+        }
+    }
+
+    /// Managed tokens to sign with, refreshed first when due (SPEC §9.2).
+    async fn managed_credential(
+        &self,
+        tokens: Arc<ManagedTokens>,
+        generation: u64,
+    ) -> Result<Credential, AuthFailure> {
+        if !due_for_refresh(&tokens) {
+            return Ok(managed_credential(&tokens, generation));
+        }
+        match self
+            .refresh_managed(&tokens.access_token, tokens.workspace())
+            .await
+        {
+            Ok(_) => match self.snapshot().await {
+                Snapshot::Managed { tokens, .. } => {
+                    Ok(managed_credential(&tokens, self.generation()))
+                }
+                _ => Err(AuthFailure::AccountChanged),
+            },
+            Err(GrantError::Permanent { message, .. }) => Err(AuthFailure::Grant(message)),
+            Err(GrantError::Transient(message)) => {
+                tracing::warn!(
+                    error = message,
+                    "proactive refresh failed; using the current token"
+                );
+                Ok(managed_credential(&tokens, generation))
+            }
         }
     }
 
     async fn recover(&self, stale: Credential) -> Result<Refreshed, AuthFailure> {
-        match stale.refresher {
-            RefresherKind::HostOwned => self.refresh_external(&stale).await,
-            RefresherKind::TokenGrant => self
-                .refresh_managed(&stale.bearer, stale.account_id.clone())
+        match stale.kind {
+            CredentialKind::HostOwned => self.refresh_external(&stale).await,
+            CredentialKind::Managed => self
+                .refresh_managed(&stale.bearer, stale.account_id.as_deref())
                 .await
-                .map_err(|err| AuthFailure::new(err.message())),
+                .map_err(|err| AuthFailure::Grant(err.message().to_owned())),
+            CredentialKind::ApiKey => Ok(Refreshed::Superseded),
         }
+    }
+}
+
+/// Accounts for an auth.json version: a new version (outside external mode) is a new generation,
+/// and a different refresh token in the file clears the latch.
+fn absorb(state: &mut State, loaded: &Loaded, version: u64) {
+    if version == state.file_version {
+        return;
+    }
+    state.file_version = version;
+    if state.external.is_none() {
+        state.generation += 1;
+    }
+    let current = match loaded.credentials() {
+        Some(StoredAuth::Managed(tokens)) => Some(digest(&tokens.refresh_token)),
+        _ => None,
+    };
+    if state
+        .latch
+        .as_ref()
+        .is_some_and(|latch| Some(latch.refresh_token) != current)
+    {
+        state.latch = None;
+    }
+}
+
+fn latch_for<'a>(state: &'a State, tokens: &ManagedTokens) -> Option<&'a Latch> {
+    state
+        .latch
+        .as_ref()
+        .filter(|latch| latch.refresh_token == digest(&tokens.refresh_token))
+}
+
+/// Managed tokens due for a proactive refresh (SPEC §9.2)?
+fn due_for_refresh(tokens: &ManagedTokens) -> bool {
+    let now = OffsetDateTime::now_utc();
+    match crate::account::jwt::parse(tokens.access_token.expose_secret())
+        .ok()
+        .and_then(|claims| claims.expires_at)
+    {
+        Some(exp) => exp - now.unix_timestamp() <= EXPIRY_MARGIN_SECS,
+        None => tokens
+            .last_refresh
+            .is_none_or(|at| now - at > MAX_TOKEN_AGE),
     }
 }
 
@@ -461,22 +451,7 @@ fn managed_credential(tokens: &ManagedTokens, generation: u64) -> Credential {
         bearer: tokens.access_token.clone(),
         account_id: tokens.workspace().map(str::to_owned),
         generation,
-        refresher: RefresherKind::TokenGrant,
-    }
-}
-
-fn refresh_request_failure(err: ClientRequestError, timeout: Duration) -> String {
-    match err {
-        ClientRequestError::TimedOut(_) => {
-            format!(
-                "auth refresh request timed out after {}s",
-                timeout.as_secs()
-            )
-        }
-        ClientRequestError::Rejected { code, message } => {
-            format!("auth refresh request failed: code={code} message={message}")
-        }
-        ClientRequestError::Disconnected => NO_OWNER.to_owned(),
+        kind: CredentialKind::Managed,
     }
 }
 
@@ -496,3 +471,6 @@ impl CredentialProvider for Credentials {
         async move { self.recover(stale).await }.boxed()
     }
 }
+
+#[cfg(test)]
+mod tests;

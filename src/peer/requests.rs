@@ -11,12 +11,21 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::peer::ClientRequestError;
+/// Why a server→client request produced no usable result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientRequestError {
+    /// No reply arrived within the timeout.
+    TimedOut(Duration),
+    /// The client answered with a JSON-RPC error.
+    Rejected { code: i64, message: String },
+    /// The connection is closed (or closed while the request was pending).
+    Disconnected,
+}
 
 type Waiter = oneshot::Sender<Result<Value, ClientRequestError>>;
 
 #[derive(Default)]
-pub struct PendingRequests {
+pub struct ServerRequests {
     state: Mutex<PendingState>,
 }
 
@@ -28,12 +37,12 @@ struct PendingState {
 
 /// A registered request: await [`Pending::wait`] after the message is queued.
 pub struct Pending {
-    table: Arc<PendingRequests>,
+    table: Arc<ServerRequests>,
     id: u64,
     reply: oneshot::Receiver<Result<Value, ClientRequestError>>,
 }
 
-impl PendingRequests {
+impl ServerRequests {
     /// Registers request `id`; fails at once when the connection is already closed.
     pub fn register(self: &Arc<Self>, id: u64) -> Result<Pending, ClientRequestError> {
         let (tx, rx) = oneshot::channel();
@@ -70,10 +79,12 @@ impl PendingRequests {
         }
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.state.lock().expect("pending lock").waiters.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -110,7 +121,7 @@ mod tests {
 
     #[tokio::test]
     async fn reply_reaches_its_waiter() {
-        let table = Arc::new(PendingRequests::default());
+        let table = Arc::new(ServerRequests::default());
         let pending = table.register(7).unwrap();
         assert!(table.complete(7, Ok(json!({"ok": true}))));
         assert_eq!(
@@ -122,7 +133,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn timeout_releases_the_waiter_and_late_reply_is_dropped() {
-        let table = Arc::new(PendingRequests::default());
+        let table = Arc::new(ServerRequests::default());
         let pending = table.register(1).unwrap();
         let outcome = pending.wait(Duration::from_secs(10)).await;
         assert_eq!(
@@ -135,7 +146,7 @@ mod tests {
 
     #[tokio::test]
     async fn close_fails_every_waiter_at_once() {
-        let table = Arc::new(PendingRequests::default());
+        let table = Arc::new(ServerRequests::default());
         let mut tasks = Vec::new();
         for id in 0..5 {
             let table = table.clone();
@@ -159,7 +170,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_ids_are_reported() {
-        let table = Arc::new(PendingRequests::default());
+        let table = Arc::new(ServerRequests::default());
         assert!(!table.complete(42, Ok(json!(1))));
     }
 }

@@ -1,7 +1,7 @@
 //! The JSON-RPC error a client sees: a code and a message, never `data` (SPEC §3.6).
 //!
-//! Every layer (envelope checks, the method table, account handlers) reports failures with this one
-//! type, so the texts the SPEC fixes are written in exactly one place each.
+//! The envelope checks and the method table build these directly; domain errors (account, turns,
+//! …) are their own types, mapped to this one in a single place (`rpc::errors`).
 
 use std::fmt;
 

@@ -1,55 +1,10 @@
-//! Wire types of the account protocol (SPEC §5–7): requests, results, notifications and the
-//! server request, in Codex 0.94.0's shapes plus the additive members the SPEC lists.
-//!
-//! Inputs accept both the seed and the later Codex shapes; unknown members are ignored. Secret
-//! inputs are [`SecretString`]s from the moment they are decoded.
+//! The account surface (SPEC §5–7): requests, results, notifications and the token refresh
+//! server request.
 
 use schemars::JsonSchema;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
-
-/// The `clientInfo` a connection sends with `initialize`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
-pub struct ClientInfo {
-    pub name: String,
-    #[serde(default)]
-    pub title: Option<String>,
-    pub version: String,
-}
-
-/// `initialize` params.
-#[derive(Clone, Debug, Deserialize, JsonSchema, TS)]
-#[serde(rename_all = "camelCase")]
-pub struct InitializeParams {
-    pub client_info: ClientInfo,
-    #[serde(default)]
-    #[ts(optional)]
-    pub capabilities: Option<InitializeCapabilities>,
-}
-
-#[derive(Clone, Debug, Default, Deserialize, JsonSchema, TS)]
-#[serde(rename_all = "camelCase")]
-pub struct InitializeCapabilities {
-    /// Accepted for compatibility; gates nothing (as Codex 0.94.0).
-    #[serde(default)]
-    #[ts(optional)]
-    pub experimental_api: Option<bool>,
-    /// Notification methods this connection does not want.
-    #[serde(default)]
-    #[ts(optional)]
-    pub opt_out_notification_methods: Option<Vec<String>>,
-}
-
-/// `initialize` result.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
-#[serde(rename_all = "camelCase")]
-pub struct InitializeResponse {
-    pub user_agent: String,
-    pub codex_home: String,
-    pub platform_family: String,
-    pub platform_os: String,
-}
 
 /// How the account is authenticated (lowercase `apikey`, unlike the `apiKey` tags).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
@@ -212,9 +167,6 @@ struct RawExternalTokens {
     chatgpt_plan_type: Option<String>,
 }
 
-/// Server request `account/chatgptAuthTokens/refresh` result: either token shape (SPEC §7.1).
-pub type ChatgptAuthTokensRefreshResponse = ExternalTokenParams;
-
 impl TryFrom<RawExternalTokens> for ExternalTokenParams {
     type Error = String;
 
@@ -361,131 +313,5 @@ pub struct ChatgptAuthTokensRefreshParams {
     pub previous_account_id: Option<String>,
 }
 
-/// Method names, in one place.
-pub mod methods {
-    pub const INITIALIZE: &str = "initialize";
-    pub const INITIALIZED: &str = "initialized";
-    pub const READ: &str = "account/read";
-    pub const LOGIN_START: &str = "account/login/start";
-    pub const LOGIN_CANCEL: &str = "account/login/cancel";
-    pub const LOGOUT: &str = "account/logout";
-    pub const RATE_LIMITS_READ: &str = "account/rateLimits/read";
-    pub const LOGIN_COMPLETED: &str = "account/login/completed";
-    pub const UPDATED: &str = "account/updated";
-    pub const RATE_LIMITS_UPDATED: &str = "account/rateLimits/updated";
-    pub const TOKENS_REFRESH: &str = "account/chatgptAuthTokens/refresh";
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn outputs_match_codex_shapes() {
-        let read = GetAccountResponse {
-            account: Some(Account::Chatgpt {
-                email: "u@example.com".into(),
-                plan_type: PlanType::Pro,
-            }),
-            requires_openai_auth: true,
-        };
-        assert_eq!(
-            serde_json::to_value(read).unwrap(),
-            json!({"account":{"type":"chatgpt","email":"u@example.com","planType":"pro"},"requiresOpenaiAuth":true})
-        );
-        assert_eq!(
-            serde_json::to_value(GetAccountResponse {
-                account: Some(Account::ApiKey),
-                requires_openai_auth: true
-            })
-            .unwrap(),
-            json!({"account":{"type":"apiKey"},"requiresOpenaiAuth":true})
-        );
-        assert_eq!(
-            serde_json::to_value(GetAccountResponse {
-                account: None,
-                requires_openai_auth: false
-            })
-            .unwrap(),
-            json!({"account":null,"requiresOpenaiAuth":false})
-        );
-        assert_eq!(
-            serde_json::to_value(LoginAccountResponse::ChatgptAuthTokens).unwrap(),
-            json!({"type":"chatgptAuthTokens"})
-        );
-        assert_eq!(
-            serde_json::to_value(LogoutAccountResponse {}).unwrap(),
-            json!({})
-        );
-        assert_eq!(
-            serde_json::to_value(AccountUpdatedNotification {
-                auth_mode: Some(AuthMode::ApiKey),
-                plan_type: None
-            })
-            .unwrap(),
-            json!({"authMode":"apikey","planType":null})
-        );
-        assert_eq!(
-            serde_json::to_value(CancelLoginAccountResponse {
-                status: CancelLoginAccountStatus::NotFound
-            })
-            .unwrap(),
-            json!({"status":"notFound"})
-        );
-        assert_eq!(
-            serde_json::to_value(RateLimitSnapshot::default()).unwrap(),
-            json!({"primary":null,"secondary":null,"credits":null,"planType":null})
-        );
-    }
-
-    #[test]
-    fn login_params_accept_both_token_shapes() {
-        let seed: LoginAccountParams = serde_json::from_value(
-            json!({"type":"chatgptAuthTokens","idToken":"a.b.c","accessToken":"t"}),
-        )
-        .unwrap();
-        assert!(
-            matches!(seed, LoginAccountParams::ChatgptAuthTokens(ref p) if p.id_token.is_some())
-        );
-        let later: LoginAccountParams = serde_json::from_value(
-            json!({"type":"chatgptAuthTokens","accessToken":"t","chatgptAccountId":"org","extra":1}),
-        )
-        .unwrap();
-        assert!(
-            matches!(later, LoginAccountParams::ChatgptAuthTokens(ref p) if p.chatgpt_account_id.as_deref() == Some("org"))
-        );
-        let missing = serde_json::from_value::<LoginAccountParams>(
-            json!({"type":"chatgptAuthTokens","accessToken":"t"}),
-        )
-        .unwrap_err();
-        assert!(
-            missing.to_string().contains("chatgptAccountId"),
-            "{missing}"
-        );
-        assert!(
-            serde_json::from_value::<LoginAccountParams>(json!({"type":"apiKey","apiKey":12345}))
-                .is_err()
-        );
-        assert!(serde_json::from_value::<LoginAccountParams>(json!({"type":"bogus"})).is_err());
-        assert!(matches!(
-            serde_json::from_value::<LoginAccountParams>(json!({"type":"chatgpt","appBrand":"x"}))
-                .unwrap(),
-            LoginAccountParams::Chatgpt
-        ));
-    }
-
-    #[test]
-    fn secrets_do_not_show_in_debug() {
-        let params: LoginAccountParams =
-            serde_json::from_value(json!({"type":"apiKey","apiKey":"sk-SENTINEL"})).unwrap();
-        assert!(!format!("{params:?}").contains("SENTINEL"));
-    }
-
-    #[test]
-    fn plans_map_case_insensitively() {
-        assert_eq!(PlanType::from_claim("PRO"), PlanType::Pro);
-        assert_eq!(PlanType::from_claim("weird"), PlanType::Unknown);
-        assert_eq!(PlanType::from_optional(None), PlanType::Unknown);
-    }
-}
+mod tests;
