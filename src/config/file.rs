@@ -1,13 +1,13 @@
 //! The TOML shape of the configuration, the `-c key=value` overrides applied to it, and the
 //! defaults and ranges each section's keys get when built into [`Config`](super::Config)'s types.
 
-use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::model::{FileModel, FileProxy, FileTurns};
+use super::range::{in_range, positive, seconds};
 use super::{
     AuthConfig, BackendConfig, ConfigError, DEFAULT_CLIENT_ID, DEFAULT_ISSUER, DEFAULT_LOGIN_PORT,
     ForcedLoginMethod, ServerConfig, WorkspaceIds,
@@ -163,40 +163,6 @@ impl FileBackend {
             )?,
         })
     }
-}
-
-pub(super) fn positive<T: PartialOrd + Default + fmt::Display>(
-    key: &str,
-    value: T,
-) -> Result<T, ConfigError> {
-    if value > T::default() {
-        Ok(value)
-    } else {
-        Err(ConfigError(format!(
-            "{key} must be greater than zero, got {value}"
-        )))
-    }
-}
-
-/// `value`, or `<key> must be between <min> and <max>` (TURNS §27's wording for every ranged key).
-pub(super) fn in_range<T: PartialOrd + fmt::Display>(
-    key: &str,
-    value: T,
-    min: T,
-    max: T,
-) -> Result<T, ConfigError> {
-    if value >= min && value <= max {
-        Ok(value)
-    } else {
-        Err(ConfigError(format!(
-            "{key} must be between {min} and {max}"
-        )))
-    }
-}
-
-/// A ranged number of seconds.
-pub(super) fn seconds(key: &str, value: u64, min: u64, max: u64) -> Result<Duration, ConfigError> {
-    in_range(key, value, min, max).map(Duration::from_secs)
 }
 
 pub(super) fn read_table(path: &Path, required: bool) -> Result<toml::Table, ConfigError> {

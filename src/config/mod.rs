@@ -6,6 +6,7 @@
 
 mod file;
 mod model;
+mod range;
 #[cfg(test)]
 mod tests;
 

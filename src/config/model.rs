@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::ConfigError;
-use super::file::{in_range, seconds};
+use super::range::{in_range, seconds};
 use crate::protocol::ReasoningEffort;
 
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";

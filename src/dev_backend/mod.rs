@@ -311,13 +311,18 @@ fn async_stream(
                     let frame = format!("event: {kind}\ndata: {}\n\n", event.data);
                     Some((Ok(Bytes::from(frame)), (events, end, false)))
                 }
-                None if end == BodyEnd::Reset => Some((
-                    Err(std::io::Error::new(
-                        std::io::ErrorKind::ConnectionReset,
-                        "cut by the fake backend",
-                    )),
-                    (events, end, true),
-                )),
+                None if end == BodyEnd::Reset => {
+                    // One pending poll first: hyper flushes what it wrote while the body waits,
+                    // so the events reach the client before the connection drops.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "cut by the fake backend",
+                        )),
+                        (events, end, true),
+                    ))
+                }
                 None => None,
             }
         },

@@ -33,6 +33,15 @@ const MAX_CLIENT_INFO_CHARS: usize = 256;
 /// tokens — and run to completion.)
 pub const CANCELLABLE: &[&str] = &[methods::RATE_LIMITS_READ];
 
+/// Methods whose params must be present (TURNS §15.3); others read absent or `null` as `{}`.
+const PARAMS_REQUIRED: &[&str] = &[
+    methods::THREAD_START,
+    methods::THREAD_RESUME,
+    methods::THREAD_READ,
+    methods::TURN_START,
+    methods::TURN_INTERRUPT,
+];
+
 /// Everything handlers share within one server.
 pub struct HandlerContext {
     pub identity: Arc<Identity>,
@@ -162,11 +171,17 @@ fn register<P, R, E, F, Fut>(
     F: Fn(Arc<HandlerContext>, Peer, P) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Outcome<R, E>> + Send + 'static,
 {
+    let required = PARAMS_REQUIRED.contains(&method);
     module
         .register_async_method(method, move |params, ctx, extensions| {
             let handler = handler.clone();
             async move {
                 let scope = scope_of(&extensions)?;
+                if required && params.as_str().is_none_or(|raw| raw.trim() == "null") {
+                    return Err(to_error_object(RpcError::invalid_params(
+                        "params must be an object",
+                    )));
+                }
                 let params: P = decode_params(&params).map_err(to_error_object)?;
                 if !scope.peer.is_initialized() {
                     return Err(to_error_object(RpcError::not_initialized()));
@@ -198,7 +213,14 @@ pub fn decode_params<P: DeserializeOwned>(params: &Params<'_>) -> Result<P, RpcE
         }
         Some(raw) => raw,
     };
-    serde_json::from_str(raw).map_err(RpcError::invalid_params)
+    serde_json::from_str(raw).map_err(|err| RpcError::invalid_params(without_position(&err)))
+}
+
+/// A decoding error's text without serde's ` at line L column C` (params are one line anyway).
+fn without_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let position = format!(" at line {} column {}", err.line(), err.column());
+    text.strip_suffix(&position).unwrap_or(&text).to_owned()
 }
 
 fn to_error_object(error: RpcError) -> ErrorObjectOwned {

@@ -8,3 +8,4 @@ mod hardening;
 mod managed_login;
 mod refresh;
 mod security;
+mod turns;

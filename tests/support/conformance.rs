@@ -29,11 +29,11 @@ fn schemas() -> &'static Schemas {
     static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
     SCHEMAS.get_or_init(|| {
         let seed = [
-            ("request", "JSONRPCRequest.json"),
-            ("notification", "JSONRPCNotification.json"),
-            ("response", "JSONRPCResponse.json"),
-            ("error", "JSONRPCError.json"),
-            ("errorObject", "JSONRPCErrorError.json"),
+            ("jsonrpc/request", "JSONRPCRequest.json"),
+            ("jsonrpc/notification", "JSONRPCNotification.json"),
+            ("jsonrpc/response", "JSONRPCResponse.json"),
+            ("jsonrpc/error", "JSONRPCError.json"),
+            ("jsonrpc/errorObject", "JSONRPCErrorError.json"),
             ("initialize", "v1/InitializeResponse.json"),
             ("account/read", "v2/GetAccountResponse.json"),
             ("account/login/start", "v2/LoginAccountResponse.json"),
@@ -56,6 +56,49 @@ fn schemas() -> &'static Schemas {
                 "account/chatgptAuthTokens/refresh",
                 "ChatgptAuthTokensRefreshParams.json",
             ),
+            ("item/tool/call", "DynamicToolCallParams.json"),
+            // Thread and turn results (TURNS §17–§18).
+            ("thread/start", "v2/ThreadStartResponse.json"),
+            ("thread/resume", "v2/ThreadResumeResponse.json"),
+            ("thread/read", "v2/ThreadReadResponse.json"),
+            ("thread/list", "v2/ThreadListResponse.json"),
+            ("thread/archive", "v2/ThreadArchiveResponse.json"),
+            ("thread/unarchive", "v2/ThreadUnarchiveResponse.json"),
+            ("thread/name/set", "v2/ThreadSetNameResponse.json"),
+            ("turn/start", "v2/TurnStartResponse.json"),
+            ("turn/interrupt", "v2/TurnInterruptResponse.json"),
+            ("model/list", "v2/ModelListResponse.json"),
+            // Thread and turn notifications (TURNS §19.1).
+            ("thread/started", "v2/ThreadStartedNotification.json"),
+            (
+                "thread/name/updated",
+                "v2/ThreadNameUpdatedNotification.json",
+            ),
+            (
+                "thread/tokenUsage/updated",
+                "v2/ThreadTokenUsageUpdatedNotification.json",
+            ),
+            ("turn/started", "v2/TurnStartedNotification.json"),
+            ("turn/completed", "v2/TurnCompletedNotification.json"),
+            ("item/started", "v2/ItemStartedNotification.json"),
+            ("item/completed", "v2/ItemCompletedNotification.json"),
+            (
+                "item/agentMessage/delta",
+                "v2/AgentMessageDeltaNotification.json",
+            ),
+            (
+                "item/reasoning/summaryPartAdded",
+                "v2/ReasoningSummaryPartAddedNotification.json",
+            ),
+            (
+                "item/reasoning/summaryTextDelta",
+                "v2/ReasoningSummaryTextDeltaNotification.json",
+            ),
+            (
+                "item/reasoning/textDelta",
+                "v2/ReasoningTextDeltaNotification.json",
+            ),
+            ("error", "v2/ErrorNotification.json"),
         ]
         .into_iter()
         .map(|(key, file)| (key, load(&format!("seed-codex-0.94.0/{file}"))))
@@ -93,13 +136,23 @@ pub fn check_server_message(message: &Value, sent: &HashMap<String, String>) {
     let id = message.get("id");
     match (method, id) {
         (Some(method), Some(_)) => {
-            check(&seed["request"], message, "a server request", message);
+            check(
+                &seed["jsonrpc/request"],
+                message,
+                "a server request",
+                message,
+            );
             if let Some(validator) = seed.get(method) {
                 check(validator, &message["params"], method, message);
             }
         }
         (Some(method), None) => {
-            check(&seed["notification"], message, "a notification", message);
+            check(
+                &seed["jsonrpc/notification"],
+                message,
+                "a notification",
+                message,
+            );
             if let Some(validator) = seed.get(method) {
                 check(validator, &message["params"], method, message);
             } else {
@@ -110,9 +163,19 @@ pub fn check_server_message(message: &Value, sent: &HashMap<String, String>) {
             if let Some(error) = message.get("error") {
                 if id.is_null() {
                     // Deviation: Codex drops unreadable input; authbridge answers it with id null.
-                    check(&seed["errorObject"], error, "an error object", message);
+                    check(
+                        &seed["jsonrpc/errorObject"],
+                        error,
+                        "an error object",
+                        message,
+                    );
                 } else {
-                    check(&seed["error"], message, "an error response", message);
+                    check(
+                        &seed["jsonrpc/error"],
+                        message,
+                        "an error response",
+                        message,
+                    );
                 }
                 assert!(
                     error.get("data").is_none(),
@@ -124,7 +187,7 @@ pub fn check_server_message(message: &Value, sent: &HashMap<String, String>) {
                 // The client chose an id Codex's schema cannot describe; it is echoed all the same.
                 return;
             }
-            check(&seed["response"], message, "a response", message);
+            check(&seed["jsonrpc/response"], message, "a response", message);
             let Some(method) = sent.get(&id.to_string()) else {
                 return;
             };

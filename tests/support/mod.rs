@@ -403,6 +403,30 @@ impl Client {
         found
     }
 
+    /// Every message from now (buffered ones first), in arrival order, up to and including the
+    /// first matching `want`.
+    pub async fn until(&mut self, what: &str, want: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        let mut messages = Vec::new();
+        loop {
+            match self.next_event(deadline).await {
+                Some(Event::Text(text)) => {
+                    let value: Value = serde_json::from_str(&text)
+                        .unwrap_or_else(|err| panic!("server sent invalid JSON {text:?}: {err}"));
+                    self.received.push(value.clone());
+                    let done = want(&value);
+                    messages.push(value);
+                    if done {
+                        return messages;
+                    }
+                }
+                Some(Event::Pong) => continue,
+                Some(other) => panic!("waiting for {what}, got {other:?} after {messages:#?}"),
+                None => panic!("timed out waiting for {what}; received meanwhile: {messages:#?}"),
+            }
+        }
+    }
+
     /// The raw text of the next text frame (in arrival order).
     pub async fn next_text(&mut self) -> String {
         let deadline = Instant::now() + WAIT;
