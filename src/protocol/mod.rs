@@ -6,10 +6,14 @@
 //! inputs are [`SecretString`](secrecy::SecretString)s from the moment they are decoded.
 
 mod account;
+mod notifications;
 mod threads;
+mod tools;
 
 pub use account::*;
+pub use notifications::*;
 pub use threads::*;
+pub use tools::*;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -90,4 +94,5 @@ pub mod methods {
     pub const REASONING_TEXT_DELTA: &str = "item/reasoning/textDelta";
     pub const TOKEN_USAGE_UPDATED: &str = "thread/tokenUsage/updated";
     pub const ERROR: &str = "error";
+    pub const TOOL_CALL: &str = "item/tool/call";
 }

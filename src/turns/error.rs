@@ -26,4 +26,7 @@ pub enum ThreadError {
     WrongTurn { expected: String, found: String },
     #[error("invalid cursor: {0}")]
     InvalidCursor(String),
+    /// A `dynamicTools` entry refused (TURNS §24.1), with its text.
+    #[error("{0}")]
+    InvalidTool(String),
 }

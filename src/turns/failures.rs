@@ -159,6 +159,15 @@ pub fn retries_exhausted(cause: String, status: Option<u16>) -> TurnError {
     }
 }
 
+/// A turn that ends for a reason of its own (tool round limit, a store write), `other`.
+pub fn other(message: impl Into<String>) -> TurnError {
+    TurnError {
+        message: message.into(),
+        codex_error_info: Some(CodexErrorInfo::Other),
+        additional_details: None,
+    }
+}
+
 /// Codex 0.94.0's usage-limit message for a plan, with when the limit resets.
 pub fn usage_limit_text(plan: Option<&str>, resets_at: Option<i64>) -> String {
     let reset = resets_at.and_then(|at| Local.timestamp_opt(at, 0).single());

@@ -14,6 +14,7 @@ mod request;
 mod runner;
 mod subscribers;
 mod thread;
+mod tools;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -89,6 +90,10 @@ impl Threads {
         else {
             return Outcome::new(Err(ThreadError::NoModel));
         };
+        let tools = match tools::check(params.dynamic_tools.unwrap_or_default()) {
+            Ok(tools) => tools,
+            Err(error) => return Outcome::new(Err(error)),
+        };
         let settings = ThreadSettings {
             model,
             effort: None,
@@ -96,6 +101,7 @@ impl Threads {
             base_instructions: params.base_instructions,
             developer_instructions: params.developer_instructions,
             ephemeral: params.ephemeral.unwrap_or(false),
+            tools,
         };
         let id = Uuid::now_v7();
         let thread = LoadedThread::new(id, settings, now_ms() / 1000);
@@ -200,7 +206,6 @@ impl Threads {
             id: turn_id.clone(),
             cancel: cancel.clone(),
             steer,
-            starter: caller.clone(),
         });
         let joining = state.subscribers.begin_join(caller);
         drop(state);
@@ -213,6 +218,7 @@ impl Threads {
             turn_id,
             input,
             output_schema: params.output_schema,
+            starter: caller.clone(),
             user_agent,
             steers,
             cancel,

@@ -11,12 +11,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::peer::{Notification, Peer};
+use crate::peer::Notification;
 use crate::protocol::{
     ReasoningEffort, ReasoningSummary, Thread, ThreadItem, ThreadStatus, TokenUsageBreakdown, Turn,
     TurnError, TurnStatus, UserInput,
 };
 use crate::turns::subscribers::Subscribers;
+use crate::turns::tools::{self, DynamicTool};
 
 /// Longest thread preview, in characters (TURNS §25.1).
 const PREVIEW_CHARS: usize = 200;
@@ -38,6 +39,8 @@ pub struct ThreadSettings {
     pub base_instructions: Option<String>,
     pub developer_instructions: Option<String>,
     pub ephemeral: bool,
+    /// Host tools offered on every request (TURNS §24.1).
+    pub tools: Vec<DynamicTool>,
 }
 
 pub struct ThreadState {
@@ -73,8 +76,6 @@ pub struct RunningTurn {
     pub id: String,
     pub cancel: CancellationToken,
     pub steer: mpsc::UnboundedSender<Vec<UserInput>>,
-    /// The connection that started it (host tool calls go there).
-    pub starter: Peer,
 }
 
 impl LoadedThread {
@@ -172,6 +173,9 @@ impl ThreadState {
         }
         for turn in &self.turns {
             input.extend(turn.replay.iter().cloned());
+            if turn.status != TurnStatus::InProgress {
+                input.extend(aborted_outputs(&turn.replay));
+            }
             if turn.status == TurnStatus::Interrupted {
                 input.push(user_text(INTERRUPTED_MARKER));
             }
@@ -219,6 +223,30 @@ impl TurnRecord {
         self.completed_at = Some(now_ms / 1000);
         self.duration_ms = Some(now_ms - self.started_at_ms);
     }
+}
+
+/// `aborted` outputs for the calls of an ended turn that never got one (interrupted while
+/// pending, cut short by the round limit, or lost in a crash), so every call is answered.
+fn aborted_outputs(replay: &[Value]) -> Vec<Value> {
+    let mut answered: Vec<&Value> = replay
+        .iter()
+        .filter(|item| item["type"] == "function_call_output")
+        .map(|item| &item["call_id"])
+        .collect();
+    let mut aborted = Vec::new();
+    for call in replay.iter().filter(|item| item["type"] == "function_call") {
+        match answered.iter().position(|id| **id == call["call_id"]) {
+            // Ids may repeat across rounds: each output answers one call.
+            Some(found) => {
+                answered.swap_remove(found);
+            }
+            None => aborted.push(tools::output_item(
+                call["call_id"].as_str().unwrap_or_default(),
+                json!("aborted"),
+            )),
+        }
+    }
+    aborted
 }
 
 /// A user message's input item (TURNS §20.4).

@@ -8,4 +8,5 @@ mod hardening;
 mod managed_login;
 mod refresh;
 mod security;
+mod tools;
 mod turns;

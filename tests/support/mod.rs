@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 mod conformance;
+pub mod turns;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};

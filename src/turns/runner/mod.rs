@@ -1,0 +1,214 @@
+//! A running turn (DESIGN rule 8: a turn is a task, not a handler). `turn/start` replies at once;
+//! this task then owns the turn until `turn/completed`: it sends model requests through the one
+//! backend stack, streams what each response says to the thread's subscribers as each SSE event
+//! is parsed, runs the host tools a response asks for, retries as TURNS §22 says, and ends the
+//! turn — completed, failed or interrupted. Interrupts, steering and shutdown reach it through
+//! its cancel token and steer channel; dropping a response body closes the upstream at once.
+
+mod attempt;
+mod record;
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::account::credentials::Credentials;
+use crate::backend::BackendClient;
+use crate::config::Config;
+use crate::identity::Identity;
+use crate::peer::{Hub, Peer};
+use crate::protocol::{RateLimitSnapshot, TokenUsageBreakdown, TurnError, UserInput};
+use crate::turns::events::FunctionCall;
+use crate::turns::failures::{self, AttemptFailure};
+use crate::turns::thread::LoadedThread;
+use crate::turns::tools::{self, CallTarget};
+
+/// What every turn shares.
+pub struct TurnContext {
+    pub config: Arc<Config>,
+    pub identity: Arc<Identity>,
+    pub credentials: Arc<Credentials>,
+    pub backend: BackendClient,
+    pub hub: Arc<Hub>,
+}
+
+/// One running turn, ready to run.
+pub struct TurnTask {
+    pub thread: Arc<LoadedThread>,
+    pub turn_id: String,
+    pub input: Vec<UserInput>,
+    pub output_schema: Option<Value>,
+    /// The connection that started the turn: host tool calls go there.
+    pub starter: Peer,
+    /// SPEC §4's User-Agent with the starter's `clientInfo`.
+    pub user_agent: String,
+    pub steers: mpsc::UnboundedReceiver<Vec<UserInput>>,
+    pub cancel: CancellationToken,
+    /// The turn's place under `turns.max_concurrent`, held until it ends.
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// How a turn ended.
+enum Ending {
+    Completed,
+    Failed(TurnError),
+    Interrupted,
+}
+
+/// How one model step (a request with its retries) ended.
+enum Sample {
+    Done(Sampled),
+    Failed(TurnError),
+    Interrupted,
+    Steered(Vec<UserInput>),
+}
+
+/// What a completed response brought besides its streamed items.
+struct Sampled {
+    usage: Option<TokenUsageBreakdown>,
+    rate_limits: Option<RateLimitSnapshot>,
+    calls: Vec<FunctionCall>,
+}
+
+/// The thread and turn a request belongs to, and how to reach the backend.
+struct Scope<'a> {
+    ctx: &'a TurnContext,
+    thread: &'a LoadedThread,
+    thread_id: String,
+    turn_id: &'a str,
+    user_agent: &'a str,
+}
+
+impl TurnTask {
+    pub async fn run(mut self, ctx: Arc<TurnContext>) {
+        let thread = self.thread.clone();
+        let (turn_id, user_agent) = (self.turn_id.clone(), self.user_agent.clone());
+        let scope = Scope {
+            ctx: &ctx,
+            thread: &thread,
+            thread_id: thread.id_text(),
+            turn_id: &turn_id,
+            user_agent: &user_agent,
+        };
+        scope.publish_started();
+        let ending = if self.input.is_empty() {
+            Ending::Completed
+        } else {
+            let input = std::mem::take(&mut self.input);
+            scope.add_user_message(&input);
+            self.drive(&scope).await
+        };
+        scope.finish(ending);
+        drop(self.permit);
+    }
+
+    /// Model steps until the model answers without tool calls, or the turn fails or is
+    /// interrupted.
+    async fn drive(&mut self, scope: &Scope<'_>) -> Ending {
+        let max_rounds = scope.ctx.config.model.max_tool_rounds;
+        let mut rounds = 0;
+        loop {
+            match self.sample(scope).await {
+                Sample::Done(response) => {
+                    scope.publish_usage(response.usage);
+                    if let Some(snapshot) = response.rate_limits {
+                        scope.publish_rate_limits(snapshot);
+                    }
+                    if response.calls.is_empty() {
+                        return Ending::Completed;
+                    }
+                    if rounds == max_rounds {
+                        return Ending::Failed(failures::other(format!(
+                            "tool call round limit reached ({max_rounds})"
+                        )));
+                    }
+                    rounds += 1;
+                    let Some(steered) = self.run_tools(scope, &response.calls).await else {
+                        return Ending::Interrupted;
+                    };
+                    for input in steered {
+                        scope.add_user_message(&input);
+                    }
+                }
+                Sample::Failed(error) => return Ending::Failed(error),
+                Sample::Interrupted => return Ending::Interrupted,
+                Sample::Steered(input) => scope.add_user_message(&input),
+            }
+        }
+    }
+
+    /// One model step: the request, with the stream retries of TURNS §22.3.
+    async fn sample(&mut self, scope: &Scope<'_>) -> Sample {
+        let body = scope.body(self.output_schema.as_ref());
+        let model = &scope.ctx.config.model;
+        let mut retries = 0;
+        loop {
+            let replay_mark = scope.replay_len();
+            let outcome = tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Sample::Interrupted,
+                Some(input) = self.steers.recv() => return Sample::Steered(input),
+                outcome = scope.attempt(&body) => outcome,
+            };
+            let (cause, status) = match outcome {
+                Ok(response) => return Sample::Done(response),
+                Err(AttemptFailure::Fatal(error)) => return Sample::Failed(error),
+                Err(AttemptFailure::Retryable { cause, status }) => (cause, status),
+            };
+            // The attempt is abandoned: what it added is not history.
+            scope.truncate_replay(replay_mark);
+            retries += 1;
+            if retries > model.stream_max_retries {
+                return Sample::Failed(failures::retries_exhausted(cause, status));
+            }
+            scope.publish_error(
+                failures::reconnecting(retries, model.stream_max_retries, &cause, status),
+                true,
+            );
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return Sample::Interrupted,
+                Some(input) = self.steers.recv() => return Sample::Steered(input),
+                _ = tokio::time::sleep(failures::backoff(model.retry_base_delay, retries)) => {}
+            }
+        }
+    }
+
+    /// Sends every call of a response at once and records their outputs, in call order (TURNS
+    /// §24.2–§24.3). User messages that arrive meanwhile are returned, to follow the outputs.
+    /// `None` if the turn was interrupted (the calls are abandoned).
+    async fn run_tools(
+        &mut self,
+        scope: &Scope<'_>,
+        calls: &[FunctionCall],
+    ) -> Option<Vec<Vec<UserInput>>> {
+        let tools = scope.tools();
+        let target = CallTarget {
+            starter: &self.starter,
+            thread_id: &scope.thread_id,
+            turn_id: scope.turn_id,
+            tools: &tools,
+            timeout: scope.ctx.config.model.tool_call_timeout,
+        };
+        let started: Vec<_> = calls
+            .iter()
+            .map(|call| tools::start_call(&target, call))
+            .collect();
+        let outputs = join_all(started);
+        tokio::pin!(outputs);
+        let mut steered = Vec::new();
+        let outputs = loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return None,
+                Some(input) = self.steers.recv() => steered.push(input),
+                outputs = &mut outputs => break outputs,
+            }
+        };
+        scope.record_outputs(calls, outputs);
+        Some(steered)
+    }
+}
