@@ -27,6 +27,7 @@ mod protocol;
 mod rpc;
 mod schema;
 mod server;
+mod store;
 #[cfg(test)]
 mod testing;
 mod transport;

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +18,8 @@ use crate::config::{Config, ConfigError, Listen, WsAuthMode};
 use crate::identity::Identity;
 use crate::peer::Hub;
 use crate::rpc::methods::{self, HandlerContext};
-use crate::rpc::{ConnectionLimits, RpcServer};
+use crate::rpc::{ConnectionLimits, RpcServer, RpcServerParts};
+use crate::store::Store;
 use crate::transport::guard::{HostOriginPolicy, display_host};
 use crate::transport::http::{self, Listener};
 use crate::transport::listener::{self, SocketLimits};
@@ -63,6 +65,7 @@ pub struct RunningServer {
     shutdown: CancellationToken,
     task: JoinHandle<std::io::Result<()>>,
     account: Arc<AccountService>,
+    threads: Arc<Threads>,
     listener: Option<ListenerInfo>,
 }
 
@@ -82,7 +85,11 @@ impl RunningServer {
         })?;
         let config = Arc::new(config);
         let shutdown = CancellationToken::new();
-        let Core { rpc, account } = Core::build(config.clone(), shutdown.clone())?;
+        let Core {
+            rpc,
+            account,
+            threads,
+        } = Core::build(config.clone(), shutdown.clone())?;
         account.remove_stale_files().await;
         let (task, listener) = match config.listen {
             Listen::Stdio => (serve_stdio(&config, rpc), None),
@@ -95,6 +102,7 @@ impl RunningServer {
             shutdown,
             task,
             account,
+            threads,
             listener,
         })
     }
@@ -143,6 +151,7 @@ impl RunningServer {
         };
         self.shutdown.cancel();
         self.account.shutdown();
+        self.threads.close().await;
         if let Some(info) = &self.listener
             && let Err(err) = info.owner.remove()
         {
@@ -156,6 +165,7 @@ impl RunningServer {
 pub(crate) struct Core {
     pub rpc: Arc<RpcServer>,
     pub account: Arc<AccountService>,
+    pub threads: Arc<Threads>,
 }
 
 impl Core {
@@ -182,6 +192,10 @@ impl Core {
             http,
         );
         let runners = TaskTracker::new();
+        let idle = Arc::new(Notify::new());
+        let store = Store::open(&config.home).inspect_err(|err| {
+            tracing::warn!(error = %err, "stored threads are unavailable; accounts and ephemeral threads still work");
+        });
         let threads = Arc::new(Threads::new(
             Arc::new(TurnContext {
                 config: config.clone(),
@@ -189,10 +203,13 @@ impl Core {
                 credentials,
                 backend,
                 hub: hub.clone(),
+                idle: idle.clone(),
             }),
+            store,
             runners.clone(),
             shutdown.clone(),
         ));
+        tokio::spawn(threads.clone().unload_when_idle(idle.clone()));
         // At shutdown every turn is interrupted; once their tasks end, connections may close.
         tokio::spawn({
             let (shutdown, runners) = (shutdown.clone(), runners.clone());
@@ -204,23 +221,28 @@ impl Core {
         let context = Arc::new(HandlerContext {
             identity,
             account: account.clone(),
-            threads,
+            threads: threads.clone(),
             home: config.home.clone(),
         });
-        let rpc = Arc::new(RpcServer::new(
-            methods::build(context),
-            methods::CANCELLABLE,
+        let rpc = Arc::new(RpcServer::new(RpcServerParts {
+            methods: methods::build(context),
+            cancellable: methods::CANCELLABLE,
             hub,
-            ConnectionLimits {
+            limits: ConnectionLimits {
                 max_in_flight: config.server.max_in_flight_per_connection,
                 queue_messages: config.server.outbound_queue_messages,
                 queue_bytes: config.server.outbound_queue_bytes,
             },
             shutdown,
-            config.server.shutdown_grace,
-            runners,
-        ));
-        Ok(Self { rpc, account })
+            shutdown_grace: config.server.shutdown_grace,
+            background: runners,
+            disconnects: idle,
+        }));
+        Ok(Self {
+            rpc,
+            account,
+            threads,
+        })
     }
 }
 

@@ -59,6 +59,11 @@ impl<R, E> Outcome<R, E> {
         }
     }
 
+    /// An outcome from a handler that may fail before it has one: the error is the reply.
+    pub fn flatten(built: Result<Self, E>) -> Self {
+        built.unwrap_or_else(|error| Self::new(Err(error)))
+    }
+
     /// A successful reply with nothing after it (yet).
     pub fn ok(reply: R) -> Self {
         Self::new(Ok(reply))

@@ -79,11 +79,16 @@ pub mod methods {
     pub const THREAD_START: &str = "thread/start";
     pub const THREAD_RESUME: &str = "thread/resume";
     pub const THREAD_READ: &str = "thread/read";
+    pub const THREAD_LIST: &str = "thread/list";
+    pub const THREAD_ARCHIVE: &str = "thread/archive";
+    pub const THREAD_UNARCHIVE: &str = "thread/unarchive";
+    pub const THREAD_NAME_SET: &str = "thread/name/set";
     pub const TURN_START: &str = "turn/start";
     pub const TURN_INTERRUPT: &str = "turn/interrupt";
     pub const MODEL_LIST: &str = "model/list";
 
     pub const THREAD_STARTED: &str = "thread/started";
+    pub const THREAD_NAME_UPDATED: &str = "thread/name/updated";
     pub const TURN_STARTED: &str = "turn/started";
     pub const TURN_COMPLETED: &str = "turn/completed";
     pub const ITEM_STARTED: &str = "item/started";

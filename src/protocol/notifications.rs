@@ -101,3 +101,11 @@ pub struct ErrorNotification {
     pub thread_id: String,
     pub turn_id: String,
 }
+
+/// `thread/name/updated`.
+#[derive(Clone, Debug, Serialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadNameUpdatedNotification {
+    pub thread_id: String,
+    pub thread_name: Option<String>,
+}

@@ -69,7 +69,7 @@ pub enum TurnStatus {
 }
 
 /// What a turn produced. Only these three 0.94.0 variants are emitted.
-#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema, TS)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum ThreadItem {
     #[serde(rename_all = "camelCase")]
@@ -155,7 +155,7 @@ impl<'de> Deserialize<'de> for UserInputs {
 }
 
 /// Why a turn failed (TURNS §22).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct TurnError {
     pub message: String,
@@ -164,7 +164,7 @@ pub struct TurnError {
 }
 
 /// Codex's classification of a turn error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub enum CodexErrorInfo {
     ContextWindowExceeded,
@@ -183,7 +183,7 @@ pub enum CodexErrorInfo {
     },
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, JsonSchema, TS)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema, TS)]
 #[serde(rename_all = "camelCase")]
 pub struct TokenUsageBreakdown {
     pub total_tokens: i64,
@@ -390,3 +390,68 @@ pub struct ReasoningEffortOption {
     pub reasoning_effort: ReasoningEffort,
     pub description: String,
 }
+
+/// `thread/list` params (TURNS §17.4); provider and source filters are accepted and ignored.
+#[derive(Clone, Debug, Default, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadListParams {
+    #[serde(default)]
+    #[ts(optional)]
+    pub cursor: Option<String>,
+    /// Page size: absent → 25, clamped to 1–100.
+    #[serde(default)]
+    #[ts(optional)]
+    pub limit: Option<u32>,
+    #[serde(default)]
+    #[ts(optional)]
+    pub sort_key: Option<ThreadSortKey>,
+    /// `true`: only archived threads; otherwise only the others.
+    #[serde(default)]
+    #[ts(optional)]
+    pub archived: Option<bool>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadSortKey {
+    #[default]
+    UpdatedAt,
+    CreatedAt,
+}
+
+/// `thread/list` result.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadListResponse {
+    pub data: Vec<Thread>,
+    pub next_cursor: Option<String>,
+}
+
+/// `thread/archive` and `thread/unarchive` params.
+#[derive(Clone, Debug, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadIdParams {
+    pub thread_id: String,
+}
+
+/// `thread/archive` result.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema, TS)]
+pub struct ThreadArchiveResponse {}
+
+/// `thread/unarchive` result.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema, TS)]
+pub struct ThreadUnarchiveResponse {
+    pub thread: Thread,
+}
+
+/// `thread/name/set` params.
+#[derive(Clone, Debug, Deserialize, JsonSchema, TS)]
+#[serde(rename_all = "camelCase")]
+pub struct ThreadSetNameParams {
+    pub thread_id: String,
+    pub name: String,
+}
+
+/// `thread/name/set` result.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema, TS)]
+pub struct ThreadSetNameResponse {}

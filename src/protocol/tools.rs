@@ -3,7 +3,7 @@
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use ts_rs::TS;
 
 /// One dynamic tool of `thread/start`: 0.94.0's `{name, description, inputSchema}` or 0.169.0's
@@ -44,3 +44,20 @@ pub struct DynamicToolCallResponse {
     pub output: String,
     pub success: bool,
 }
+
+/// A checked tool declaration, as stored with the thread.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamicTool {
+    pub name: String,
+    pub description: String,
+    pub input_schema: Value,
+}
+
+impl DynamicTool {
+    /// The tool as the model request offers it (TURNS §20.3).
+    pub fn offered(&self) -> Value {
+        json!({"type": "function", "name": self.name, "description": self.description, "strict": false, "parameters": self.input_schema})
+    }
+}
+

@@ -16,6 +16,7 @@ use futures::future::{BoxFuture, join_all};
 use jsonrpsee::core::server::{ConnectionId, Extensions, MethodCallback, Methods};
 use jsonrpsee::types::{Id, Params};
 use serde_json::Value;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -48,28 +49,35 @@ pub struct RpcServer {
     /// Work that outlives requests and still talks to connections (turn tasks): at shutdown,
     /// connections close only once it has finished (within the grace period).
     background: TaskTracker,
+    /// Told whenever a connection ends (threads it subscribed to may now be idle).
+    disconnects: Arc<Notify>,
+}
+
+/// What [`RpcServer::new`] is built from.
+pub struct RpcServerParts {
+    pub methods: Methods,
+    pub cancellable: &'static [&'static str],
+    pub hub: Arc<Hub>,
+    pub limits: ConnectionLimits,
+    pub shutdown: CancellationToken,
+    pub shutdown_grace: Duration,
+    pub background: TaskTracker,
+    pub disconnects: Arc<Notify>,
 }
 
 impl RpcServer {
-    pub fn new(
-        methods: Methods,
-        cancellable: &'static [&'static str],
-        hub: Arc<Hub>,
-        limits: ConnectionLimits,
-        shutdown: CancellationToken,
-        shutdown_grace: Duration,
-        background: TaskTracker,
-    ) -> Self {
+    pub fn new(parts: RpcServerParts) -> Self {
         Self {
-            methods,
-            cancellable,
-            hub,
+            methods: parts.methods,
+            cancellable: parts.cancellable,
+            hub: parts.hub,
             request_ids: Arc::new(AtomicU64::new(0)),
             connection_ids: AtomicU64::new(1),
-            limits,
-            shutdown,
-            shutdown_grace,
-            background,
+            limits: parts.limits,
+            shutdown: parts.shutdown,
+            shutdown_grace: parts.shutdown_grace,
+            background: parts.background,
+            disconnects: parts.disconnects,
         }
     }
 
@@ -395,6 +403,7 @@ impl Dispatcher {
 impl Drop for Dispatcher {
     fn drop(&mut self) {
         self.shared.peer.close();
+        self.shared.rpc.disconnects.notify_one();
     }
 }
 

@@ -32,6 +32,7 @@ impl From<ThreadError> for RpcError {
     fn from(error: ThreadError) -> Self {
         let code = match &error {
             ThreadError::Overloaded => RpcError::OVERLOADED,
+            ThreadError::Store(_) => RpcError::INTERNAL_ERROR,
             _ => RpcError::INVALID_REQUEST,
         };
         RpcError::new(code, error.to_string())

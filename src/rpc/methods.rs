@@ -20,8 +20,9 @@ use crate::jsonrpc::RpcError;
 use crate::peer::{AfterReply, Handshake, Hub, Outcome, Peer};
 use crate::protocol::{
     CancelLoginAccountParams, GetAccountParams, GetAccountRateLimitsParams, InitializeParams,
-    InitializeResponse, LoginAccountParams, LogoutAccountParams, ModelListParams, ThreadReadParams,
-    ThreadResumeParams, ThreadStartParams, TurnInterruptParams, TurnStartParams, methods,
+    InitializeResponse, LoginAccountParams, LogoutAccountParams, ModelListParams, ThreadIdParams,
+    ThreadListParams, ThreadReadParams, ThreadResumeParams, ThreadSetNameParams, ThreadStartParams,
+    TurnInterruptParams, TurnStartParams, methods,
 };
 use crate::turns::Threads;
 
@@ -38,6 +39,9 @@ const PARAMS_REQUIRED: &[&str] = &[
     methods::THREAD_START,
     methods::THREAD_RESUME,
     methods::THREAD_READ,
+    methods::THREAD_ARCHIVE,
+    methods::THREAD_UNARCHIVE,
+    methods::THREAD_NAME_SET,
     methods::TURN_START,
     methods::TURN_INTERRUPT,
 ];
@@ -133,12 +137,44 @@ fn register_turns(module: &mut RpcModule<HandlerContext>) {
     register(
         module,
         methods::THREAD_RESUME,
-        |ctx, peer, params: ThreadResumeParams| async move { ctx.threads.resume(params, &peer) },
+        |ctx, peer, params: ThreadResumeParams| async move {
+            ctx.threads.resume(params, &peer).await
+        },
     );
     register(
         module,
         methods::THREAD_READ,
-        |ctx, _peer, params: ThreadReadParams| async move { Outcome::from(ctx.threads.read(params)) },
+        |ctx, _peer, params: ThreadReadParams| async move {
+            Outcome::from(ctx.threads.read(params).await)
+        },
+    );
+    register(
+        module,
+        methods::THREAD_LIST,
+        |ctx, _peer, params: ThreadListParams| async move {
+            Outcome::from(ctx.threads.list(params).await)
+        },
+    );
+    register(
+        module,
+        methods::THREAD_ARCHIVE,
+        |ctx, _peer, params: ThreadIdParams| async move {
+            Outcome::from(ctx.threads.archive(params).await)
+        },
+    );
+    register(
+        module,
+        methods::THREAD_UNARCHIVE,
+        |ctx, _peer, params: ThreadIdParams| async move {
+            Outcome::from(ctx.threads.unarchive(params).await)
+        },
+    );
+    register(
+        module,
+        methods::THREAD_NAME_SET,
+        |ctx, peer, params: ThreadSetNameParams| async move {
+            ctx.threads.set_name(params, &peer).await
+        },
     );
     register(
         module,
@@ -148,7 +184,9 @@ fn register_turns(module: &mut RpcModule<HandlerContext>) {
     register(
         module,
         methods::TURN_INTERRUPT,
-        |ctx, _peer, params: TurnInterruptParams| async move { ctx.threads.interrupt(params) },
+        |ctx, _peer, params: TurnInterruptParams| async move {
+            ctx.threads.interrupt(params).await
+        },
     );
     register(
         module,

@@ -12,4 +12,4 @@ pub mod methods;
 mod tests;
 
 pub use connection::{ConnectionOptions, Ending, FrameSink, FrameSource, Inbound};
-pub use dispatch::{ConnectionLimits, RpcServer};
+pub use dispatch::{ConnectionLimits, RpcServer, RpcServerParts};

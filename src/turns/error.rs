@@ -1,6 +1,8 @@
 //! Why a thread or turn method failed; `Display` is the TURNS §17–§18 text (Codex's where it has
 //! one). The JSON-RPC code each gets is decided in `rpc::errors`.
 
+use crate::store::{LeaseError, StoreError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ThreadError {
     #[error("invalid thread id: {0}")]
@@ -29,4 +31,23 @@ pub enum ThreadError {
     /// A `dynamicTools` entry refused (TURNS §24.1), with its text.
     #[error("{0}")]
     InvalidTool(String),
+    #[error("thread name must not be empty")]
+    NameEmpty,
+    #[error("thread name must be at most 256 characters")]
+    NameTooLong,
+    /// Open in another live process (TURNS §25.3).
+    #[error(transparent)]
+    OpenElsewhere(LeaseError),
+    /// The store cannot be used, or a write failed (TURNS §25.4).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<LeaseError> for ThreadError {
+    fn from(error: LeaseError) -> Self {
+        match error {
+            LeaseError::Store(error) => Self::Store(error),
+            held => Self::OpenElsewhere(held),
+        }
+    }
 }

@@ -10,7 +10,7 @@ use crate::account::credentials::Snapshot;
 use crate::backend::{BackendRequest, Signing};
 use crate::config::ModelConfig;
 use crate::protocol::ReasoningSummary;
-use crate::turns::thread::ThreadSettings;
+use crate::store::ThreadSettings;
 
 /// How long a model request waits for response headers before it counts as a transport failure.
 const HEADERS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);

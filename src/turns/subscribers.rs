@@ -77,7 +77,7 @@ impl Subscribers {
         self.members.iter().all(|member| !member.peer.is_open())
     }
 
-    fn contains(&self, peer: &Peer) -> bool {
+    pub fn contains(&self, peer: &Peer) -> bool {
         self.members
             .iter()
             .any(|member| member.peer.id() == peer.id())

@@ -1,7 +1,8 @@
 //! A thread in memory (TURNS §16–17, §20.4): what it is, its turns, the one running turn, and its
 //! subscribers. Everything about a thread changes under its one lock, and events are published
 //! under it too, so a snapshot (`thread/resume`) and a subscription taken together never miss or
-//! duplicate an event.
+//! duplicate an event. Operations that change a thread from outside its turn (turn start,
+//! resume, rename, archive) also take its `ops` lock, so they apply in arrival order.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -12,12 +13,10 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::peer::Notification;
-use crate::protocol::{
-    ReasoningEffort, ReasoningSummary, Thread, ThreadItem, ThreadStatus, TokenUsageBreakdown, Turn,
-    TurnError, TurnStatus, UserInput,
-};
+use crate::protocol::{Thread, ThreadStatus, TurnStatus, UserInput};
+use crate::store::{StoredThread, ThreadHeader, TurnRecord};
 use crate::turns::subscribers::Subscribers;
-use crate::turns::tools::{self, DynamicTool};
+use crate::turns::tools;
 
 /// Longest thread preview, in characters (TURNS §25.1).
 const PREVIEW_CHARS: usize = 200;
@@ -28,47 +27,17 @@ const INTERRUPTED_MARKER: &str = "<turn_aborted>\nThe user interrupted the previ
 pub struct LoadedThread {
     pub id: Uuid,
     state: Mutex<ThreadState>,
-}
-
-/// The thread's settings: what `thread/start` chose and `turn/start` made sticky.
-#[derive(Clone, Debug)]
-pub struct ThreadSettings {
-    pub model: String,
-    pub effort: Option<ReasoningEffort>,
-    pub summary: Option<ReasoningSummary>,
-    pub base_instructions: Option<String>,
-    pub developer_instructions: Option<String>,
-    pub ephemeral: bool,
-    /// Host tools offered on every request (TURNS §24.1).
-    pub tools: Vec<DynamicTool>,
+    /// Held by the methods that change the thread, one at a time.
+    pub ops: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub struct ThreadState {
-    pub settings: ThreadSettings,
-    pub created_at: i64,
-    pub updated_at: i64,
-    pub name: Option<String>,
-    pub preview: String,
+    pub header: ThreadHeader,
     pub turns: Vec<TurnRecord>,
     pub running: Option<RunningTurn>,
-    pub usage_total: TokenUsageBreakdown,
     pub subscribers: Subscribers,
-}
-
-/// One turn as it is remembered.
-#[derive(Clone, Debug)]
-pub struct TurnRecord {
-    pub id: String,
-    pub status: TurnStatus,
-    pub error: Option<TurnError>,
-    pub started_at: i64,
-    pub started_at_ms: i64,
-    pub completed_at: Option<i64>,
-    pub duration_ms: Option<i64>,
-    /// Completed items, in order.
-    pub items: Vec<ThreadItem>,
-    /// The input items that replay this turn in later requests, in order.
-    pub replay: Vec<Value>,
+    /// Set once the thread is unloaded: whoever still holds it must look it up again.
+    pub unloaded: bool,
 }
 
 /// Handles on the running turn.
@@ -76,23 +45,22 @@ pub struct RunningTurn {
     pub id: String,
     pub cancel: CancellationToken,
     pub steer: mpsc::UnboundedSender<Vec<UserInput>>,
+    /// Cancelled once the turn has ended (its `turn/completed` is out).
+    pub finished: CancellationToken,
 }
 
 impl LoadedThread {
-    pub fn new(id: Uuid, settings: ThreadSettings, now: i64) -> Arc<Self> {
+    pub fn new(id: Uuid, stored: StoredThread) -> Arc<Self> {
         Arc::new(Self {
             id,
             state: Mutex::new(ThreadState {
-                settings,
-                created_at: now,
-                updated_at: now,
-                name: None,
-                preview: String::new(),
-                turns: Vec::new(),
+                header: stored.header,
+                turns: stored.turns,
                 running: None,
-                usage_total: TokenUsageBreakdown::default(),
                 subscribers: Subscribers::default(),
+                unloaded: false,
             }),
+            ops: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -103,6 +71,10 @@ impl LoadedThread {
     pub fn id_text(&self) -> String {
         self.id.to_string()
     }
+
+    pub fn is_ephemeral(&self) -> bool {
+        self.lock().header.settings.ephemeral
+    }
 }
 
 impl ThreadState {
@@ -112,60 +84,33 @@ impl ThreadState {
     }
 
     /// The thread as the protocol shows it, with or without its turns.
-    pub fn snapshot(&self, id: &Uuid, home: &str, with_turns: bool) -> Thread {
-        Thread {
-            id: id.to_string(),
-            preview: self.preview.clone(),
-            model_provider: "openai".to_owned(),
-            created_at: self.created_at,
-            updated_at: self.updated_at,
-            path: None,
-            cwd: home.to_owned(),
-            cli_version: env!("CARGO_PKG_VERSION").to_owned(),
-            source: "vscode".to_owned(),
-            git_info: None,
-            name: self.name.clone(),
-            ephemeral: self.settings.ephemeral,
-            status: if self.running.is_some() {
-                ThreadStatus::Active {
-                    active_flags: Vec::new(),
-                }
-            } else {
-                ThreadStatus::Idle
-            },
-            turns: if with_turns {
-                self.turns.iter().map(|turn| turn.to_turn(true)).collect()
-            } else {
-                Vec::new()
-            },
-        }
+    pub fn snapshot(&self, home: &str, with_turns: bool) -> Thread {
+        let status = if self.running.is_some() {
+            ThreadStatus::Active {
+                active_flags: Vec::new(),
+            }
+        } else {
+            ThreadStatus::Idle
+        };
+        let turns = if with_turns { &self.turns[..] } else { &[] };
+        thread_view(&self.header, home, status, turns)
     }
 
     pub fn turn_mut(&mut self, id: &str) -> Option<&mut TurnRecord> {
         self.turns.iter_mut().find(|turn| turn.id == id)
     }
 
-    /// Sets the preview from the first user message (TURNS §25.1), once.
-    pub fn set_preview_from(&mut self, input: &[UserInput]) {
-        if !self.preview.is_empty() {
-            return;
-        }
-        let text: Vec<&str> = input
-            .iter()
-            .filter_map(|part| match part {
-                UserInput::Text { text, .. } => Some(text.as_str()),
-                UserInput::Image { .. } => None,
-            })
-            .collect();
-        self.preview = text.join("\n").chars().take(PREVIEW_CHARS).collect();
+    /// Whether nothing keeps the thread in memory: no running turn, no open subscriber.
+    pub fn is_idle(&self) -> bool {
+        self.running.is_none() && self.subscribers.is_empty()
     }
 
     /// The request input replaying the thread up to now (TURNS §20.4): the developer
-    /// instructions, every earlier turn (an interrupted one followed by the marker), then the
-    /// turn `current` so far.
+    /// instructions, then every turn in order — an ended one with `aborted` outputs for calls
+    /// left unanswered, an interrupted one followed by the marker.
     pub fn replay_input(&self) -> Vec<Value> {
         let mut input = Vec::new();
-        if let Some(developer) = &self.settings.developer_instructions {
+        if let Some(developer) = &self.header.settings.developer_instructions {
             input.push(message(
                 "developer",
                 vec![json!({"type": "input_text", "text": developer})],
@@ -184,45 +129,41 @@ impl ThreadState {
     }
 }
 
-impl TurnRecord {
-    pub fn new(id: String, now_ms: i64) -> Self {
-        Self {
-            id,
-            status: TurnStatus::InProgress,
-            error: None,
-            started_at: now_ms / 1000,
-            started_at_ms: now_ms,
-            completed_at: None,
-            duration_ms: None,
-            items: Vec::new(),
-            replay: Vec::new(),
-        }
+/// A thread as the protocol shows it.
+pub fn thread_view(
+    header: &ThreadHeader,
+    home: &str,
+    status: ThreadStatus,
+    turns: &[TurnRecord],
+) -> Thread {
+    Thread {
+        id: header.id.clone(),
+        preview: header.preview.clone(),
+        model_provider: "openai".to_owned(),
+        created_at: header.created_at,
+        updated_at: header.updated_at,
+        path: None,
+        cwd: home.to_owned(),
+        cli_version: env!("CARGO_PKG_VERSION").to_owned(),
+        source: "vscode".to_owned(),
+        git_info: None,
+        name: header.name.clone(),
+        ephemeral: header.settings.ephemeral,
+        status,
+        turns: turns.iter().map(|turn| turn.to_turn(true)).collect(),
     }
+}
 
-    /// The turn as the protocol shows it (`items` only where a method fills them).
-    pub fn to_turn(&self, with_items: bool) -> Turn {
-        Turn {
-            id: self.id.clone(),
-            items: if with_items {
-                self.items.clone()
-            } else {
-                Vec::new()
-            },
-            status: self.status,
-            error: self.error.clone(),
-            started_at: Some(self.started_at),
-            completed_at: self.completed_at,
-            duration_ms: self.duration_ms,
-        }
-    }
-
-    /// Ends the turn at `now_ms`.
-    pub fn finish(&mut self, status: TurnStatus, error: Option<TurnError>, now_ms: i64) {
-        self.status = status;
-        self.error = error;
-        self.completed_at = Some(now_ms / 1000);
-        self.duration_ms = Some(now_ms - self.started_at_ms);
-    }
+/// The preview a first user message gives its thread (TURNS §25.1).
+pub fn preview_of(input: &[UserInput]) -> String {
+    let text: Vec<&str> = input
+        .iter()
+        .filter_map(|part| match part {
+            UserInput::Text { text, .. } => Some(text.as_str()),
+            UserInput::Image { .. } => None,
+        })
+        .collect();
+    text.join("\n").chars().take(PREVIEW_CHARS).collect()
 }
 
 /// `aborted` outputs for the calls of an ended turn that never got one (interrupted while

@@ -6,11 +6,10 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::peer::{ClientRequestError, Peer};
-use crate::protocol::{DynamicToolCallParams, DynamicToolSpec, methods};
+use crate::protocol::{DynamicTool, DynamicToolCallParams, DynamicToolSpec, methods};
 use crate::turns::error::ThreadError;
 use crate::turns::events::FunctionCall;
 
@@ -18,21 +17,6 @@ use crate::turns::events::FunctionCall;
 const MAX_TOOLS: usize = 128;
 /// Longest tool name (the Responses API's limit).
 const MAX_NAME: usize = 64;
-
-/// A checked tool declaration, as stored with the thread.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DynamicTool {
-    pub name: String,
-    pub description: String,
-    pub input_schema: Value,
-}
-
-impl DynamicTool {
-    /// The tool as the model request offers it (TURNS §20.3).
-    pub fn offered(&self) -> Value {
-        json!({"type": "function", "name": self.name, "description": self.description, "strict": false, "parameters": self.input_schema})
-    }
-}
 
 /// Checks `thread/start.dynamicTools` (TURNS §24.1); nothing is created if one is refused.
 pub fn check(specs: Vec<DynamicToolSpec>) -> Result<Vec<DynamicTool>, ThreadError> {

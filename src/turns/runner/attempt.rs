@@ -126,10 +126,13 @@ impl Scope<'_> {
                     Step::Completed { usage } => return Ok((usage, calls)),
                     Step::Failed(failure) => return Err(AttemptFailure::from_event(&failure)),
                     Step::FunctionCall(call) => {
-                        self.record_call(&call);
+                        self.record_call(&call).await.map_err(AttemptFailure::Fatal)?;
                         calls.push(call);
                     }
-                    step => self.apply(step, &mut started),
+                    step => self
+                        .apply(step, &mut started)
+                        .await
+                        .map_err(AttemptFailure::Fatal)?,
                 }
             }
         }

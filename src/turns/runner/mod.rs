@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use serde_json::Value;
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::account::credentials::Credentials;
@@ -20,7 +20,8 @@ use crate::backend::BackendClient;
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::peer::{Hub, Peer};
-use crate::protocol::{RateLimitSnapshot, TokenUsageBreakdown, TurnError, UserInput};
+use crate::protocol::{RateLimitSnapshot, ThreadItem, TokenUsageBreakdown, TurnError, UserInput};
+use crate::store::Store;
 use crate::turns::events::FunctionCall;
 use crate::turns::failures::{self, AttemptFailure};
 use crate::turns::thread::LoadedThread;
@@ -33,13 +34,24 @@ pub struct TurnContext {
     pub credentials: Arc<Credentials>,
     pub backend: BackendClient,
     pub hub: Arc<Hub>,
+    /// Told whenever a turn ends: its thread may now be idle (and unloaded).
+    pub idle: Arc<Notify>,
+}
+
+/// The turn's first user message, already stored with the turn; the task announces it.
+pub struct FirstMessage {
+    pub item: ThreadItem,
+    pub replay: Value,
 }
 
 /// One running turn, ready to run.
 pub struct TurnTask {
     pub thread: Arc<LoadedThread>,
+    /// `None` for an ephemeral thread.
+    pub store: Option<Store>,
     pub turn_id: String,
-    pub input: Vec<UserInput>,
+    /// `None` for a turn without input (it completes at once).
+    pub first: Option<FirstMessage>,
     pub output_schema: Option<Value>,
     /// The connection that started the turn: host tool calls go there.
     pub starter: Peer,
@@ -47,6 +59,8 @@ pub struct TurnTask {
     pub user_agent: String,
     pub steers: mpsc::UnboundedReceiver<Vec<UserInput>>,
     pub cancel: CancellationToken,
+    /// Cancelled once the turn has ended.
+    pub finished: CancellationToken,
     /// The turn's place under `turns.max_concurrent`, held until it ends.
     pub permit: OwnedSemaphorePermit,
 }
@@ -77,6 +91,7 @@ struct Sampled {
 struct Scope<'a> {
     ctx: &'a TurnContext,
     thread: &'a LoadedThread,
+    store: Option<&'a Store>,
     thread_id: String,
     turn_id: &'a str,
     user_agent: &'a str,
@@ -84,25 +99,28 @@ struct Scope<'a> {
 
 impl TurnTask {
     pub async fn run(mut self, ctx: Arc<TurnContext>) {
-        let thread = self.thread.clone();
+        let (thread, store) = (self.thread.clone(), self.store.clone());
         let (turn_id, user_agent) = (self.turn_id.clone(), self.user_agent.clone());
         let scope = Scope {
             ctx: &ctx,
             thread: &thread,
+            store: store.as_ref(),
             thread_id: thread.id_text(),
             turn_id: &turn_id,
             user_agent: &user_agent,
         };
         scope.publish_started();
-        let ending = if self.input.is_empty() {
-            Ending::Completed
-        } else {
-            let input = std::mem::take(&mut self.input);
-            scope.add_user_message(&input);
-            self.drive(&scope).await
+        let ending = match self.first.take() {
+            None => Ending::Completed,
+            Some(first) => {
+                scope.publish_first_message(first);
+                self.drive(&scope).await
+            }
         };
-        scope.finish(ending);
+        scope.finish(ending).await;
+        self.finished.cancel();
         drop(self.permit);
+        ctx.idle.notify_one();
     }
 
     /// Model steps until the model answers without tool calls, or the turn fails or is
@@ -126,16 +144,24 @@ impl TurnTask {
                         )));
                     }
                     rounds += 1;
-                    let Some(steered) = self.run_tools(scope, &response.calls).await else {
-                        return Ending::Interrupted;
+                    let steered = match self.run_tools(scope, &response.calls).await {
+                        Ok(Some(steered)) => steered,
+                        Ok(None) => return Ending::Interrupted,
+                        Err(error) => return Ending::Failed(error),
                     };
                     for input in steered {
-                        scope.add_user_message(&input);
+                        if let Err(error) = scope.add_user_message(&input).await {
+                            return Ending::Failed(error);
+                        }
                     }
                 }
                 Sample::Failed(error) => return Ending::Failed(error),
                 Sample::Interrupted => return Ending::Interrupted,
-                Sample::Steered(input) => scope.add_user_message(&input),
+                Sample::Steered(input) => {
+                    if let Err(error) = scope.add_user_message(&input).await {
+                        return Ending::Failed(error);
+                    }
+                }
             }
         }
     }
@@ -159,7 +185,9 @@ impl TurnTask {
                 Err(AttemptFailure::Retryable { cause, status }) => (cause, status),
             };
             // The attempt is abandoned: what it added is not history.
-            scope.truncate_replay(replay_mark);
+            if let Err(error) = scope.truncate_replay(replay_mark).await {
+                return Sample::Failed(error);
+            }
             retries += 1;
             if retries > model.stream_max_retries {
                 return Sample::Failed(failures::retries_exhausted(cause, status));
@@ -184,7 +212,7 @@ impl TurnTask {
         &mut self,
         scope: &Scope<'_>,
         calls: &[FunctionCall],
-    ) -> Option<Vec<Vec<UserInput>>> {
+    ) -> Result<Option<Vec<Vec<UserInput>>>, TurnError> {
         let tools = scope.tools();
         let target = CallTarget {
             starter: &self.starter,
@@ -203,12 +231,12 @@ impl TurnTask {
         let outputs = loop {
             tokio::select! {
                 biased;
-                _ = self.cancel.cancelled() => return None,
+                _ = self.cancel.cancelled() => return Ok(None),
                 Some(input) = self.steers.recv() => steered.push(input),
                 outputs = &mut outputs => break outputs,
             }
         };
-        scope.record_outputs(calls, outputs);
-        Some(steered)
+        scope.record_outputs(calls, outputs).await?;
+        Ok(Some(steered))
     }
 }

@@ -1,6 +1,8 @@
-//! What a turn records and says: every change to the thread happens under its lock together with
-//! the notification that announces it, so subscribers see changes in the order they were made
-//! (TURNS §19.2).
+//! What a turn records and says. A change is first committed to the store (TURNS §25.2: each
+//! completed item before its `item/completed`, the turn's end before `turn/completed`), then
+//! made in memory under the thread's lock together with the notification that announces it, so
+//! subscribers see changes in the order they were made (TURNS §19.2). A write that fails fails
+//! the turn (`failed to persist turn: …`).
 
 use std::collections::HashMap;
 
@@ -8,7 +10,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Ending, Scope};
+use super::{Ending, FirstMessage, Scope};
 use crate::peer::Notification;
 use crate::protocol::{
     AccountRateLimitsUpdatedNotification, AgentMessageDeltaNotification, ErrorNotification,
@@ -18,27 +20,48 @@ use crate::protocol::{
     ThreadTokenUsageUpdatedNotification, TokenUsageBreakdown, TurnError, TurnNotification,
     TurnStatus, UserInput, methods,
 };
+use crate::store::StoreError;
 use crate::turns::events::{FunctionCall, Step};
+use crate::turns::failures;
 use crate::turns::request;
 use crate::turns::thread::{ThreadState, now_ms, user_message};
-use crate::turns::tools::{self, DynamicTool};
+use crate::protocol::DynamicTool;
+use crate::turns::tools;
 
 impl Scope<'_> {
     fn with_state<T>(&self, change: impl FnOnce(&mut ThreadState) -> T) -> T {
         change(&mut self.thread.lock())
     }
 
+    /// What a store write's failure does to the turn: fails it.
+    fn stored(&self, written: Result<(), StoreError>) -> Result<(), TurnError> {
+        written.map_err(|err| {
+            tracing::error!(thread = %self.thread_id, error = %err, "cannot store the turn");
+            failures::other(format!("failed to persist turn: {}", err.detail()))
+        })
+    }
+
+    /// The turn's items and replay items so far (the next ones' numbers).
+    fn counts(&self) -> (usize, usize) {
+        self.with_state(|state| {
+            state
+                .turn_mut(self.turn_id)
+                .map_or((0, 0), |turn| (turn.items.len(), turn.replay.len()))
+        })
+    }
+
     /// The request body for the thread as it is now.
     pub(super) fn body(&self, output_schema: Option<&Value>) -> Bytes {
         self.with_state(|state| {
             let tools: Vec<Value> = state
+                .header
                 .settings
                 .tools
                 .iter()
                 .map(DynamicTool::offered)
                 .collect();
             let body = request::body(
-                &state.settings,
+                &state.header.settings,
                 &self.ctx.config.model,
                 &self.thread_id,
                 state.replay_input(),
@@ -50,7 +73,7 @@ impl Scope<'_> {
     }
 
     pub(super) fn tools(&self) -> Vec<DynamicTool> {
-        self.with_state(|state| state.settings.tools.clone())
+        self.with_state(|state| state.header.settings.tools.clone())
     }
 
     /// How many replay items the turn has (to drop an abandoned attempt's).
@@ -58,12 +81,19 @@ impl Scope<'_> {
         self.with_state(|state| state.turn_mut(self.turn_id).map_or(0, |t| t.replay.len()))
     }
 
-    pub(super) fn truncate_replay(&self, len: usize) {
+    pub(super) async fn truncate_replay(&self, len: usize) -> Result<(), TurnError> {
+        if self.replay_len() == len {
+            return Ok(());
+        }
+        if let Some(store) = self.store {
+            self.stored(store.truncate_replay(self.turn_id, len).await)?;
+        }
         self.with_state(|state| {
             if let Some(turn) = state.turn_mut(self.turn_id) {
                 turn.replay.truncate(len);
             }
         });
+        Ok(())
     }
 
     pub(super) fn publish_started(&self) {
@@ -81,8 +111,13 @@ impl Scope<'_> {
         });
     }
 
-    /// A user message joins the turn: its item (started and completed) and its replay.
-    pub(super) fn add_user_message(&self, input: &[UserInput]) {
+    /// The turn's first user message (stored with the turn) is announced.
+    pub(super) fn publish_first_message(&self, first: FirstMessage) {
+        self.publish_user_message(first.item, first.replay);
+    }
+
+    /// A user message joins the running turn (steering): stored, then announced.
+    pub(super) async fn add_user_message(&self, input: &[UserInput]) -> Result<(), TurnError> {
         let now = now_ms();
         let item = ThreadItem::UserMessage {
             id: Uuid::now_v7().to_string(),
@@ -90,6 +125,27 @@ impl Scope<'_> {
             started_at_ms: Some(now),
             completed_at_ms: Some(now),
         };
+        let replay = user_message(input);
+        let (item_seq, replay_seq) = self.counts();
+        if let Some(store) = self.store {
+            let written = store
+                .add_items(
+                    self.turn_id,
+                    item_seq,
+                    vec![item.clone()],
+                    replay_seq,
+                    vec![replay.clone()],
+                )
+                .await;
+            self.stored(written)?;
+        }
+        self.publish_user_message(item, replay);
+        Ok(())
+    }
+
+    /// A user message's item (started and completed) and its replay, in memory.
+    fn publish_user_message(&self, item: ThreadItem, replay: Value) {
+        let now = now_ms();
         self.with_state(|state| {
             state.publish(
                 methods::ITEM_STARTED,
@@ -102,7 +158,7 @@ impl Scope<'_> {
             );
             if let Some(turn) = state.turn_mut(self.turn_id) {
                 turn.items.push(item.clone());
-                turn.replay.push(user_message(input));
+                turn.replay.push(replay);
             }
             state.publish(
                 methods::ITEM_COMPLETED,
@@ -117,27 +173,97 @@ impl Scope<'_> {
     }
 
     /// A function call the model made: it is history from now on (its output follows later).
-    pub(super) fn record_call(&self, call: &FunctionCall) {
-        self.with_state(|state| {
-            if let Some(turn) = state.turn_mut(self.turn_id) {
-                turn.replay.push(call.replay());
-            }
-        });
+    pub(super) async fn record_call(&self, call: &FunctionCall) -> Result<(), TurnError> {
+        self.add_replay(vec![call.replay()]).await
     }
 
-    /// The outputs of a response's calls, in call order, after all its calls (TURNS §20.4).
-    pub(super) fn record_outputs(&self, calls: &[FunctionCall], outputs: Vec<Value>) {
-        self.with_state(|state| {
-            if let Some(turn) = state.turn_mut(self.turn_id) {
-                for (call, output) in calls.iter().zip(outputs) {
-                    turn.replay.push(tools::output_item(&call.call_id, output));
-                }
-            }
-        });
+    /// The outputs of a response's calls, in call order, after all its calls (TURNS §20.4);
+    /// stored before the next request.
+    pub(super) async fn record_outputs(
+        &self,
+        calls: &[FunctionCall],
+        outputs: Vec<Value>,
+    ) -> Result<(), TurnError> {
+        let items = calls
+            .iter()
+            .zip(outputs)
+            .map(|(call, output)| tools::output_item(&call.call_id, output))
+            .collect();
+        self.add_replay(items).await
     }
 
-    /// Publishes (and, for completed items, records) one step of the stream.
-    pub(super) fn apply(&self, step: Step, started: &mut HashMap<String, i64>) {
+    async fn add_replay(&self, items: Vec<Value>) -> Result<(), TurnError> {
+        let (item_seq, replay_seq) = self.counts();
+        if let Some(store) = self.store {
+            let written = store
+                .add_items(self.turn_id, item_seq, Vec::new(), replay_seq, items.clone())
+                .await;
+            self.stored(written)?;
+        }
+        self.with_state(|state| {
+            if let Some(turn) = state.turn_mut(self.turn_id) {
+                turn.replay.extend(items);
+            }
+        });
+        Ok(())
+    }
+
+    /// Publishes one step of the stream; a completed item is stored first.
+    pub(super) async fn apply(
+        &self,
+        step: Step,
+        started: &mut HashMap<String, i64>,
+    ) -> Result<(), TurnError> {
+        if let Step::ItemCompleted { item, replay } = step {
+            return self.complete_item(item, replay, started).await;
+        }
+        self.publish_step(step, started);
+        Ok(())
+    }
+
+    async fn complete_item(
+        &self,
+        item: ThreadItem,
+        replay: Option<Value>,
+        started: &HashMap<String, i64>,
+    ) -> Result<(), TurnError> {
+        let now = now_ms();
+        let started_at = started.get(item.id()).copied();
+        let item = with_times(item, started_at, Some(now));
+        let (item_seq, replay_seq) = self.counts();
+        let replay: Vec<Value> = replay.into_iter().collect();
+        if let Some(store) = self.store {
+            let written = store
+                .add_items(
+                    self.turn_id,
+                    item_seq,
+                    vec![item.clone()],
+                    replay_seq,
+                    replay.clone(),
+                )
+                .await;
+            self.stored(written)?;
+        }
+        self.with_state(|state| {
+            if let Some(turn) = state.turn_mut(self.turn_id) {
+                turn.items.push(item.clone());
+                turn.replay.extend(replay);
+            }
+            state.publish(
+                methods::ITEM_COMPLETED,
+                &ItemCompletedNotification {
+                    item,
+                    thread_id: self.thread_id.clone(),
+                    turn_id: self.turn_id.to_owned(),
+                    completed_at_ms: now,
+                },
+            );
+        });
+        Ok(())
+    }
+
+    /// Publishes a step that changes nothing stored (starts and deltas).
+    fn publish_step(&self, step: Step, started: &mut HashMap<String, i64>) {
         let thread_id = self.thread_id.clone();
         let turn_id = self.turn_id.to_owned();
         self.with_state(|state| match step {
@@ -203,25 +329,10 @@ impl Scope<'_> {
                     content_index,
                 },
             ),
-            Step::ItemCompleted { item, replay } => {
-                let now = now_ms();
-                let started_at = started.get(item.id()).copied();
-                let item = with_times(item, started_at, Some(now));
-                if let Some(turn) = state.turn_mut(&turn_id) {
-                    turn.items.push(item.clone());
-                    turn.replay.extend(replay);
-                }
-                state.publish(
-                    methods::ITEM_COMPLETED,
-                    &ItemCompletedNotification {
-                        item,
-                        thread_id,
-                        turn_id,
-                        completed_at_ms: now,
-                    },
-                );
-            }
-            Step::FunctionCall(_) | Step::Completed { .. } | Step::Failed(_) => {}
+            Step::ItemCompleted { .. }
+            | Step::FunctionCall(_)
+            | Step::Completed { .. }
+            | Step::Failed(_) => {}
         });
     }
 
@@ -232,10 +343,10 @@ impl Scope<'_> {
                 .ctx
                 .config
                 .model
-                .entry(&state.settings.model)
+                .entry(&state.header.settings.model)
                 .and_then(|entry| entry.context_window);
-            state.usage_total += last;
-            let total = state.usage_total;
+            state.header.usage_total += last;
+            let total = state.header.usage_total;
             state.publish(
                 methods::TOKEN_USAGE_UPDATED,
                 &ThreadTokenUsageUpdatedNotification {
@@ -276,18 +387,38 @@ impl Scope<'_> {
     }
 
     /// Records how the turn ended and says so: `error` (if it failed), then `turn/completed`.
-    pub(super) fn finish(&self, ending: Ending) {
-        let (status, error) = match ending {
+    /// The end is stored first; if that fails, the turn ends failed with the store's error.
+    pub(super) async fn finish(&self, ending: Ending) {
+        let (mut status, mut error) = match ending {
             Ending::Completed => (TurnStatus::Completed, None),
             Ending::Failed(error) => (TurnStatus::Failed, Some(error)),
             Ending::Interrupted => (TurnStatus::Interrupted, None),
         };
+        let now = now_ms();
+        let ended = self.with_state(|state| {
+            let usage = state.header.usage_total;
+            let turn = state.turn_mut(self.turn_id).map(|turn| {
+                let mut ended = turn.clone();
+                ended.finish(status, error.clone(), now);
+                ended
+            });
+            turn.map(|turn| (turn, usage))
+        });
+        if let (Some((turn, usage)), Some(store)) = (&ended, self.store)
+            && let Err(failure) = self.stored(
+                store
+                    .finish_turn(&self.thread_id, turn, now / 1000, *usage)
+                    .await,
+            )
+        {
+            status = TurnStatus::Failed;
+            error = Some(failure);
+        }
         if let Some(error) = &error {
             self.publish_error(error.clone(), false);
         }
-        let now = now_ms();
         self.with_state(|state| {
-            state.updated_at = now / 1000;
+            state.header.updated_at = now / 1000;
             if state
                 .running
                 .as_ref()

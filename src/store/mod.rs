@@ -1,0 +1,181 @@
+//! The thread store (TURNS §25): `<home>/threads.sqlite`, an embedded SQLite database (rusqlite,
+//! bundled) shared safely by every authbridge process on the home and by outside readers.
+//!
+//! WAL, `synchronous=NORMAL`, a 5 s busy timeout, versioned migrations at open. Each write is
+//! one transaction at a turn boundary (thread created, turn started, item completed, turn
+//! ended), so a crash loses at most the part of a turn not yet committed. Work runs on the
+//! blocking pool: a write waiting on another process's lock never stalls the runtime. The file is
+//! never deleted, truncated, replaced or downgraded; if it cannot be used, [`Store::open`] says
+//! why and the caller serves everything else without it.
+
+mod instance;
+mod leases;
+mod list;
+mod ops;
+mod records;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+pub use leases::LeaseError;
+pub use list::ListQuery;
+pub use ops::TurnStart;
+pub use records::{StoredThread, ThreadHeader, ThreadSettings, TurnRecord};
+
+use instance::Instance;
+
+/// The database file's name under the home.
+pub const FILE_NAME: &str = "threads.sqlite";
+/// How long a write waits for another process's transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the store could not do something. `Display` is TURNS §25.4's text.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("thread store unavailable: {path}: {detail}")]
+pub struct StoreError {
+    path: String,
+    detail: String,
+}
+
+impl StoreError {
+    fn new(path: &Path, detail: impl std::fmt::Display) -> Self {
+        Self {
+            path: path.display().to_string(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// The cause alone (a turn that cannot be written fails with `failed to persist turn: …`).
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+/// An open store (cheap to clone).
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    instance: Instance,
+}
+
+/// What an operation sees besides the connection: who this process is.
+pub(crate) struct Owner<'a> {
+    instance: &'a Instance,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates `<home>/threads.sqlite`, claims this process's
+    /// instance, and marks in-progress turns of processes that are gone interrupted.
+    pub fn open(home: &Path) -> Result<Self, StoreError> {
+        let path = home.join(FILE_NAME);
+        let fail = |detail: &dyn std::fmt::Display| StoreError::new(&path, detail);
+        create_private(&path).map_err(|err| fail(&err))?;
+        let mut conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|err| fail(&err))?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(|err| fail(&err))?;
+        // Nothing is written to a file this binary does not understand.
+        schema::check_not_newer(&conn).map_err(|err| fail(&err))?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+            .map_err(|err| fail(&err))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(fail(&format!("cannot use WAL (journal mode {mode})")));
+        }
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .map_err(|err| fail(&err))?;
+        schema::migrate(&mut conn).map_err(|err| fail(&err))?;
+        let instance = Instance::claim(home).map_err(|err| fail(&err))?;
+        let recovered =
+            leases::recover(&mut conn, &Owner { instance: &instance }).map_err(|err| fail(&err))?;
+        if recovered > 0 {
+            tracing::info!(
+                turns = recovered,
+                "marked turns of stopped processes interrupted"
+            );
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                path,
+                instance,
+            }),
+        })
+    }
+
+    /// Runs `op` on the connection, on the blocking pool.
+    async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection, &Owner<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let inner = self.inner.clone();
+        let outcome = tokio::task::spawn_blocking(move || {
+            let mut conn = inner.conn.lock().expect("store lock");
+            op(
+                &mut conn,
+                &Owner {
+                    instance: &inner.instance,
+                },
+            )
+        })
+        .await;
+        match outcome {
+            Ok(result) => result.map_err(|err| StoreError::new(&self.inner.path, err)),
+            Err(err) => Err(StoreError::new(&self.inner.path, err)),
+        }
+    }
+
+    /// Makes every later write that grows the file fail as on a full disk.
+    #[cfg(test)]
+    pub fn fill_up_for_tests(&self) {
+        let conn = self.inner.conn.lock().expect("store lock");
+        let pages: i64 = conn
+            .query_row("PRAGMA page_count", [], |row| row.get(0))
+            .expect("page count");
+        let _: i64 = conn
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| row.get(0))
+            .expect("max page count");
+    }
+
+    /// At exit: this process's leases go, and its instance file.
+    pub async fn close(&self) {
+        if let Err(err) = self.release_all_leases().await {
+            tracing::warn!(error = %err, "cannot release thread leases");
+        }
+        self.inner.instance.remove_file();
+    }
+}
+
+/// Creates the file with mode 0600 if it does not exist (SQLite gives its `-wal` and `-shm`
+/// files the same mode). A symbolic link is refused.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(())
+}

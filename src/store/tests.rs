@@ -1,0 +1,278 @@
+//! The store on real files: round trips, paging, leases and recovery across instances, and the
+//! files it must never touch or leave inconsistent.
+
+use serde_json::json;
+
+use super::ops::TurnStart;
+use super::*;
+use crate::protocol::{ThreadItem, TokenUsageBreakdown, TurnStatus, UserInput};
+
+fn settings() -> ThreadSettings {
+    ThreadSettings {
+        model: "gpt-5.2".into(),
+        effort: None,
+        summary: None,
+        base_instructions: Some("B".into()),
+        developer_instructions: None,
+        ephemeral: false,
+        tools: Vec::new(),
+    }
+}
+
+fn header(id: &str, at: i64) -> ThreadHeader {
+    ThreadHeader {
+        id: id.into(),
+        created_at: at,
+        updated_at: at,
+        archived: false,
+        name: None,
+        preview: String::new(),
+        settings: settings(),
+        usage_total: TokenUsageBreakdown::default(),
+    }
+}
+
+fn id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+fn user_item(text: &str) -> ThreadItem {
+    ThreadItem::UserMessage {
+        id: id(),
+        content: vec![UserInput::Text {
+            text: text.into(),
+            text_elements: Vec::new(),
+        }],
+        started_at_ms: Some(1),
+        completed_at_ms: Some(1),
+    }
+}
+
+async fn thread_with_turn(store: &Store) -> (String, TurnRecord) {
+    let thread = id();
+    store.create_thread(&header(&thread, 100)).await.unwrap();
+    let mut turn = TurnRecord::new(id(), 100_000);
+    turn.items.push(user_item("hi"));
+    turn.replay.push(json!({"type": "message", "role": "user"}));
+    store
+        .begin_turn(&TurnStart {
+            thread_id: thread.clone(),
+            updated_at: 100,
+            preview: "hi".into(),
+            settings: settings(),
+            turn: turn.clone(),
+        })
+        .await
+        .unwrap();
+    (thread, turn)
+}
+
+#[tokio::test]
+async fn a_thread_reads_back_as_written() {
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open(home.path()).unwrap();
+    let (thread, mut turn) = thread_with_turn(&store).await;
+    let answer = ThreadItem::AgentMessage {
+        id: "msg_1".into(),
+        text: "Hello.".into(),
+        started_at_ms: Some(2),
+        completed_at_ms: Some(3),
+    };
+    store
+        .add_items(&turn.id, 1, vec![answer.clone()], 1, vec![json!({"n": 1})])
+        .await
+        .unwrap();
+    turn.items.push(answer);
+    turn.replay.push(json!({"n": 1}));
+    turn.finish(TurnStatus::Completed, None, 101_000);
+    let usage = TokenUsageBreakdown {
+        total_tokens: 5,
+        ..Default::default()
+    };
+    store.finish_turn(&thread, &turn, 101, usage).await.unwrap();
+    let stored = store.load(&thread, true).await.unwrap().unwrap();
+    assert_eq!(stored.turns, vec![turn]);
+    assert_eq!(stored.header.preview, "hi");
+    assert_eq!(stored.header.updated_at, 101);
+    assert_eq!(stored.header.usage_total, usage);
+    assert_eq!(stored.header.settings, settings());
+    assert!(store.load(&id(), false).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn an_abandoned_attempt_leaves_no_replay() {
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open(home.path()).unwrap();
+    let (thread, turn) = thread_with_turn(&store).await;
+    store
+        .add_items(&turn.id, 1, Vec::new(), 1, vec![json!({"partial": true})])
+        .await
+        .unwrap();
+    store.truncate_replay(&turn.id, 1).await.unwrap();
+    let stored = store.load(&thread, true).await.unwrap().unwrap();
+    assert_eq!(stored.turns[0].replay, turn.replay);
+}
+
+#[tokio::test]
+async fn pages_cover_every_thread_once_newest_first() {
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open(home.path()).unwrap();
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let thread = id();
+        // Pairs share a time: ties go by id, descending.
+        store.create_thread(&header(&thread, 100 + n / 2)).await.unwrap();
+        ids.push(thread);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list(ListQuery {
+                archived: false,
+                by_created: false,
+                limit: 3,
+                cursor: cursor.take(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        seen.extend(page.threads.into_iter().map(|t| t.id));
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let mut expected = ids.clone();
+    expected.reverse();
+    assert_eq!(seen, expected);
+    let foreign = store
+        .list(ListQuery {
+            archived: false,
+            by_created: false,
+            limit: 3,
+            cursor: Some("bm9wZQ".into()),
+        })
+        .await
+        .unwrap();
+    assert!(foreign.is_err());
+}
+
+#[tokio::test]
+async fn a_lease_held_by_a_live_process_refuses_and_lapses_with_it() {
+    let home = tempfile::tempdir().unwrap();
+    let first = Store::open(home.path()).unwrap();
+    let second = Store::open(home.path()).unwrap();
+    let thread = id();
+    first.create_thread(&header(&thread, 1)).await.unwrap();
+    first.acquire_lease(&thread).await.unwrap();
+    first.acquire_lease(&thread).await.unwrap();
+    let refused = second.acquire_lease(&thread).await.unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        format!(
+            "thread {thread} is open in another authbridge process (pid {})",
+            std::process::id()
+        )
+    );
+    first.release_lease(&thread).await.unwrap();
+    second.acquire_lease(&thread).await.unwrap();
+    // A holder that goes away without releasing (a crash) does not hold it either.
+    drop(first);
+    let third = Store::open(home.path()).unwrap();
+    assert!(third.acquire_lease(&thread).await.is_err());
+    drop(second);
+    third.acquire_lease(&thread).await.unwrap();
+}
+
+#[tokio::test]
+async fn recovery_interrupts_only_the_turns_of_stopped_processes() {
+    let home = tempfile::tempdir().unwrap();
+    let running = Store::open(home.path()).unwrap();
+    let crashed = Store::open(home.path()).unwrap();
+    let (live_thread, _) = thread_with_turn(&running).await;
+    let (dead_thread, _) = thread_with_turn(&crashed).await;
+    drop(crashed);
+    let restarted = Store::open(home.path()).unwrap();
+    let status = |stored: Option<StoredThread>| stored.unwrap().turns[0].status;
+    assert_eq!(
+        status(restarted.load(&live_thread, true).await.unwrap()),
+        TurnStatus::InProgress
+    );
+    assert_eq!(
+        status(restarted.load(&dead_thread, true).await.unwrap()),
+        TurnStatus::Interrupted
+    );
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_untouched() {
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join(FILE_NAME);
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let error = Store::open(home.path()).err().unwrap();
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "thread store unavailable: {}: schema version 99 is newer than this authbridge supports ({})",
+            path.display(),
+            schema::CURRENT_VERSION
+        )
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert!(!home.path().join("threads.sqlite-wal").exists());
+}
+
+#[test]
+fn a_corrupt_file_is_refused_and_left_untouched() {
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join(FILE_NAME);
+    let garbage = b"this is not a database, just some bytes that must survive".repeat(100);
+    std::fs::write(&path, &garbage).unwrap();
+    let error = Store::open(home.path()).err().unwrap().to_string();
+    assert!(
+        error.starts_with(&format!("thread store unavailable: {}: ", path.display())),
+        "{error}"
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), garbage);
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_write_and_keeps_the_file_consistent() {
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open(home.path()).unwrap();
+    let (thread, turn) = thread_with_turn(&store).await;
+    store.fill_up_for_tests();
+    let big = ThreadItem::AgentMessage {
+        id: "msg_big".into(),
+        text: "x".repeat(1 << 20),
+        started_at_ms: None,
+        completed_at_ms: None,
+    };
+    let error = store
+        .add_items(&turn.id, 1, vec![big], 1, vec![json!("x".repeat(1 << 20))])
+        .await
+        .unwrap_err();
+    assert!(error.detail().contains("full"), "{error}");
+    let stored = store.load(&thread, true).await.unwrap().unwrap();
+    assert_eq!(stored.turns[0].items, turn.items);
+    assert_eq!(stored.turns[0].replay, turn.replay);
+}
+
+#[test]
+fn the_file_and_its_companions_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let _store = Store::open(home.path()).unwrap();
+    for name in [FILE_NAME, "threads.sqlite-wal", "threads.sqlite-shm"] {
+        let mode = std::fs::metadata(home.path().join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+}
