@@ -101,6 +101,144 @@ pub const METHODS: &[MethodSpec] = &[
         params: Some("ChatgptAuthTokensRefreshParams"),
         result: Some("ChatgptAuthTokensRefreshResponse"),
     },
+    MethodSpec {
+        method: methods::THREAD_START,
+        kind: Kind::ClientRequest,
+        params: Some("ThreadStartParams"),
+        result: Some("ThreadStartResponse"),
+    },
+    MethodSpec {
+        method: methods::THREAD_RESUME,
+        kind: Kind::ClientRequest,
+        params: Some("ThreadResumeParams"),
+        result: Some("ThreadResumeResponse"),
+    },
+    MethodSpec {
+        method: methods::THREAD_READ,
+        kind: Kind::ClientRequest,
+        params: Some("ThreadReadParams"),
+        result: Some("ThreadReadResponse"),
+    },
+    MethodSpec {
+        method: methods::THREAD_LIST,
+        kind: Kind::ClientRequest,
+        params: Some("ThreadListParams"),
+        result: Some("ThreadListResponse"),
+    },
+    MethodSpec {
+        method: methods::THREAD_ARCHIVE,
+        kind: Kind::ClientRequest,
+        params: Some("ThreadArchiveParams"),
+        result: Some("ThreadArchiveResponse"),
+    },
+    MethodSpec {
+        method: methods::THREAD_UNARCHIVE,
+        kind: Kind::ClientRequest,
+        params: Some("ThreadUnarchiveParams"),
+        result: Some("ThreadUnarchiveResponse"),
+    },
+    MethodSpec {
+        method: methods::THREAD_NAME_SET,
+        kind: Kind::ClientRequest,
+        params: Some("ThreadSetNameParams"),
+        result: Some("ThreadSetNameResponse"),
+    },
+    MethodSpec {
+        method: methods::TURN_START,
+        kind: Kind::ClientRequest,
+        params: Some("TurnStartParams"),
+        result: Some("TurnStartResponse"),
+    },
+    MethodSpec {
+        method: methods::TURN_INTERRUPT,
+        kind: Kind::ClientRequest,
+        params: Some("TurnInterruptParams"),
+        result: Some("TurnInterruptResponse"),
+    },
+    MethodSpec {
+        method: methods::MODEL_LIST,
+        kind: Kind::ClientRequest,
+        params: Some("ModelListParams"),
+        result: Some("ModelListResponse"),
+    },
+    MethodSpec {
+        method: methods::THREAD_STARTED,
+        kind: Kind::ServerNotification,
+        params: Some("ThreadStartedNotification"),
+        result: None,
+    },
+    MethodSpec {
+        method: methods::THREAD_NAME_UPDATED,
+        kind: Kind::ServerNotification,
+        params: Some("ThreadNameUpdatedNotification"),
+        result: None,
+    },
+    MethodSpec {
+        method: methods::TOKEN_USAGE_UPDATED,
+        kind: Kind::ServerNotification,
+        params: Some("ThreadTokenUsageUpdatedNotification"),
+        result: None,
+    },
+    MethodSpec {
+        method: methods::TURN_STARTED,
+        kind: Kind::ServerNotification,
+        params: Some("TurnStartedNotification"),
+        result: None,
+    },
+    MethodSpec {
+        method: methods::TURN_COMPLETED,
+        kind: Kind::ServerNotification,
+        params: Some("TurnCompletedNotification"),
+        result: None,
+    },
+    MethodSpec {
+        method: methods::ITEM_STARTED,
+        kind: Kind::ServerNotification,
+        params: Some("ItemStartedNotification"),
+        result: None,
+    },
+    MethodSpec {
+        method: methods::ITEM_COMPLETED,
+        kind: Kind::ServerNotification,
+        params: Some("ItemCompletedNotification"),
+        result: None,
+    },
+    MethodSpec {
+        method: methods::AGENT_MESSAGE_DELTA,
+        kind: Kind::ServerNotification,
+        params: Some("AgentMessageDeltaNotification"),
+        result: None,
+    },
+    MethodSpec {
+        method: methods::REASONING_SUMMARY_PART_ADDED,
+        kind: Kind::ServerNotification,
+        params: Some("ReasoningSummaryPartAddedNotification"),
+        result: None,
+    },
+    MethodSpec {
+        method: methods::REASONING_SUMMARY_TEXT_DELTA,
+        kind: Kind::ServerNotification,
+        params: Some("ReasoningSummaryTextDeltaNotification"),
+        result: None,
+    },
+    MethodSpec {
+        method: methods::REASONING_TEXT_DELTA,
+        kind: Kind::ServerNotification,
+        params: Some("ReasoningTextDeltaNotification"),
+        result: None,
+    },
+    MethodSpec {
+        method: methods::ERROR,
+        kind: Kind::ServerNotification,
+        params: Some("ErrorNotification"),
+        result: None,
+    },
+    MethodSpec {
+        method: methods::TOOL_CALL,
+        kind: Kind::ServerRequest,
+        params: Some("DynamicToolCallParams"),
+        result: Some("DynamicToolCallResponse"),
+    },
 ];
 
 /// A named schema and its TypeScript export.
@@ -127,6 +265,13 @@ fn entry<T: JsonSchema + TS + 'static>(name: &'static str) -> Generated {
     }
 }
 
+/// `name`: the schema of `T` under another name, and a TypeScript alias of `target`.
+fn alias<T: JsonSchema + TS + 'static>(name: &'static str, target: &'static str) -> Generated {
+    let mut generated = entry::<T>(name);
+    generated.typescript = Typescript::Alias(target);
+    generated
+}
+
 fn entries() -> Vec<Generated> {
     let mut all = vec![
         entry::<protocol::InitializeParams>("InitializeParams"),
@@ -148,9 +293,57 @@ fn entries() -> Vec<Generated> {
         ),
         entry::<protocol::ChatgptAuthTokensRefreshParams>("ChatgptAuthTokensRefreshParams"),
     ];
-    let mut refresh = entry::<protocol::ExternalTokenParams>("ChatgptAuthTokensRefreshResponse");
-    refresh.typescript = Typescript::Alias("ExternalTokenParams");
-    all.push(refresh);
+    all.extend([
+        entry::<protocol::ThreadStartParams>("ThreadStartParams"),
+        entry::<protocol::ThreadStartResponse>("ThreadStartResponse"),
+        entry::<protocol::ThreadResumeParams>("ThreadResumeParams"),
+        entry::<protocol::ThreadReadParams>("ThreadReadParams"),
+        entry::<protocol::ThreadReadResponse>("ThreadReadResponse"),
+        entry::<protocol::ThreadListParams>("ThreadListParams"),
+        entry::<protocol::ThreadListResponse>("ThreadListResponse"),
+        entry::<protocol::ThreadIdParams>("ThreadIdParams"),
+        entry::<protocol::ThreadArchiveResponse>("ThreadArchiveResponse"),
+        entry::<protocol::ThreadUnarchiveResponse>("ThreadUnarchiveResponse"),
+        entry::<protocol::ThreadSetNameParams>("ThreadSetNameParams"),
+        entry::<protocol::ThreadSetNameResponse>("ThreadSetNameResponse"),
+        entry::<protocol::TurnStartParams>("TurnStartParams"),
+        entry::<protocol::TurnStartResponse>("TurnStartResponse"),
+        entry::<protocol::TurnInterruptParams>("TurnInterruptParams"),
+        entry::<protocol::TurnInterruptResponse>("TurnInterruptResponse"),
+        entry::<protocol::ModelListParams>("ModelListParams"),
+        entry::<protocol::ModelListResponse>("ModelListResponse"),
+        entry::<protocol::ThreadStartedNotification>("ThreadStartedNotification"),
+        entry::<protocol::ThreadNameUpdatedNotification>("ThreadNameUpdatedNotification"),
+        entry::<protocol::ThreadTokenUsageUpdatedNotification>(
+            "ThreadTokenUsageUpdatedNotification",
+        ),
+        entry::<protocol::TurnNotification>("TurnNotification"),
+        entry::<protocol::ItemStartedNotification>("ItemStartedNotification"),
+        entry::<protocol::ItemCompletedNotification>("ItemCompletedNotification"),
+        entry::<protocol::AgentMessageDeltaNotification>("AgentMessageDeltaNotification"),
+        entry::<protocol::ReasoningSummaryPartAddedNotification>(
+            "ReasoningSummaryPartAddedNotification",
+        ),
+        entry::<protocol::ReasoningSummaryTextDeltaNotification>(
+            "ReasoningSummaryTextDeltaNotification",
+        ),
+        entry::<protocol::ReasoningTextDeltaNotification>("ReasoningTextDeltaNotification"),
+        entry::<protocol::ErrorNotification>("ErrorNotification"),
+        entry::<protocol::DynamicToolCallParams>("DynamicToolCallParams"),
+        entry::<protocol::DynamicToolCallResponse>("DynamicToolCallResponse"),
+    ]);
+    // Codex's names for shapes authbridge shares between methods.
+    all.extend([
+        alias::<protocol::ExternalTokenParams>(
+            "ChatgptAuthTokensRefreshResponse",
+            "ExternalTokenParams",
+        ),
+        alias::<protocol::ThreadStartResponse>("ThreadResumeResponse", "ThreadStartResponse"),
+        alias::<protocol::ThreadIdParams>("ThreadArchiveParams", "ThreadIdParams"),
+        alias::<protocol::ThreadIdParams>("ThreadUnarchiveParams", "ThreadIdParams"),
+        alias::<protocol::TurnNotification>("TurnStartedNotification", "TurnNotification"),
+        alias::<protocol::TurnNotification>("TurnCompletedNotification", "TurnNotification"),
+    ]);
     all
 }
 
@@ -183,7 +376,7 @@ pub fn write_all(out: &Path) -> Result<usize, String> {
         exported.push(generated.name);
     }
     let mut catalog = serde_json::to_string_pretty(&json!({
-        "protocol": "Codex app-server account protocol (authbridge)",
+        "protocol": "Codex app-server protocol: accounts, threads, turns and host tools (authbridge)",
         "methods": METHODS,
     }))
     .expect("catalog serializes");

@@ -14,10 +14,12 @@ use crate::peer::Overflow;
 use crate::rpc::RpcServer;
 use crate::rpc::memory::{self, MemoryClient};
 use crate::server::Core;
+use crate::turns::Threads;
 
 /// A server core on a fresh home, for in-memory connections.
 pub struct TestCore {
     pub rpc: Arc<RpcServer>,
+    pub threads: Arc<Threads>,
     pub shutdown: CancellationToken,
     pub home: TempDir,
 }
@@ -31,6 +33,7 @@ impl TestCore {
         let core = Core::build(Arc::new(config), shutdown.clone()).expect("core builds");
         Self {
             rpc: core.rpc,
+            threads: core.threads,
             shutdown,
             home,
         }
@@ -40,6 +43,26 @@ impl TestCore {
     pub fn connect(&self) -> MemoryClient {
         memory::connect(&self.rpc, Overflow::Disconnect)
     }
+}
+
+/// Logs `client` in with host-owned tokens (bearer `access`) and takes the two notifications.
+pub async fn login_external(client: &mut MemoryClient, access: &str) {
+    let reply = client
+        .call(
+            "account/login/start",
+            json!({"type": "chatgptAuthTokens", "idToken": id_token("e@example.com", "org-e"), "accessToken": access}),
+        )
+        .await;
+    assert_eq!(
+        reply["result"],
+        json!({"type": "chatgptAuthTokens"}),
+        "{reply}"
+    );
+    assert_eq!(
+        client.next_json().await["method"],
+        "account/login/completed"
+    );
+    assert_eq!(client.next_json().await["method"], "account/updated");
 }
 
 /// An unsigned JWT with `claims`.

@@ -11,6 +11,8 @@ pub enum Reply {
     /// A reasoning item (`rs_<n>`, encrypted `ENC-<n>`) and a message (`msg_<n>`: `Hello fr`,
     /// `om fake `, `backend.`), usage 1234/1000/56/7/1290, rate-limit headers.
     Ok,
+    /// A message with this text (one delta), then completion.
+    Message(String),
     /// A message of `deltas` deltas `gap` apart, then completion (interrupts, benchmarks).
     Slow { deltas: usize, gap: Duration },
     /// A message with two deltas, then the connection drops.
@@ -97,6 +99,14 @@ pub fn render(reply: &Reply, n: usize) -> Rendered {
                     vec![completed(n)],
                 ]
                 .concat(),
+                BodyEnd::Clean,
+            ),
+        },
+        Reply::Message(text) => Rendered {
+            status: 200,
+            rate_limit_headers: false,
+            body: events(
+                [vec![created(n)], message(n, 0, &[text]), vec![completed(n)]].concat(),
                 BodyEnd::Clean,
             ),
         },

@@ -60,4 +60,3 @@ impl DynamicTool {
         json!({"type": "function", "name": self.name, "description": self.description, "strict": false, "parameters": self.input_schema})
     }
 }
-

@@ -137,9 +137,7 @@ fn register_turns(module: &mut RpcModule<HandlerContext>) {
     register(
         module,
         methods::THREAD_RESUME,
-        |ctx, peer, params: ThreadResumeParams| async move {
-            ctx.threads.resume(params, &peer).await
-        },
+        |ctx, peer, params: ThreadResumeParams| async move { ctx.threads.resume(params, &peer).await },
     );
     register(
         module,
@@ -184,9 +182,7 @@ fn register_turns(module: &mut RpcModule<HandlerContext>) {
     register(
         module,
         methods::TURN_INTERRUPT,
-        |ctx, _peer, params: TurnInterruptParams| async move {
-            ctx.threads.interrupt(params).await
-        },
+        |ctx, _peer, params: TurnInterruptParams| async move { ctx.threads.interrupt(params).await },
     );
     register(
         module,

@@ -10,7 +10,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::rpc::Ending;
 use crate::rpc::memory::Written;
-use crate::testing::{TestCore, id_token};
+use crate::testing::{TestCore, id_token, login_external};
 
 fn usage() -> Value {
     json!({"plan_type": "pro", "rate_limit": {"primary_window": {"used_percent": 42, "limit_window_seconds": 3600, "reset_at": 1}}})
@@ -40,25 +40,6 @@ async fn backend(good: &str, delay: Duration) -> MockServer {
 
 fn base_url(backend: &MockServer) -> String {
     format!("chatgpt_base_url=\"{}\"", backend.uri())
-}
-
-async fn external_login(client: &mut crate::rpc::memory::MemoryClient, access: &str) {
-    let reply = client
-        .call(
-            "account/login/start",
-            json!({"type": "chatgptAuthTokens", "idToken": id_token("e@example.com", "org-e"), "accessToken": access}),
-        )
-        .await;
-    assert_eq!(
-        reply["result"],
-        json!({"type": "chatgptAuthTokens"}),
-        "{reply}"
-    );
-    assert_eq!(
-        client.next_json().await["method"],
-        json!("account/login/completed")
-    );
-    assert_eq!(client.next_json().await["method"], json!("account/updated"));
 }
 
 #[tokio::test]
@@ -148,7 +129,7 @@ async fn refresh_requests_go_to_the_owner_and_concurrent_401s_share_one() {
     let mut reader = core.connect();
     owner.initialize().await;
     reader.initialize().await;
-    external_login(&mut owner, "stale").await;
+    login_external(&mut owner, "stale").await;
     assert_eq!(
         reader.next_json().await["method"],
         json!("account/login/completed")
@@ -196,7 +177,7 @@ async fn cancel_request_stops_a_read_but_not_a_state_change() {
     let core = TestCore::new(&[&base_url(&backend)]);
     let mut client = core.connect();
     client.initialize().await;
-    external_login(&mut client, "slow").await;
+    login_external(&mut client, "slow").await;
     let read = client.request("account/rateLimits/read", json!({}));
     client.send(json!({"method": "$/cancelRequest", "params": {"id": read}}));
     assert_eq!(
@@ -218,7 +199,7 @@ async fn requests_beyond_the_in_flight_limit_are_refused() {
     let core = TestCore::new(&[&base_url(&backend), "server.max_in_flight_per_connection=1"]);
     let mut client = core.connect();
     client.initialize().await;
-    external_login(&mut client, "slow").await;
+    login_external(&mut client, "slow").await;
     client.request("account/rateLimits/read", json!({}));
     let refused = client.call("account/read", json!({})).await;
     assert_eq!(
@@ -255,7 +236,7 @@ async fn shutdown_lets_a_running_request_finish_then_closes_with_1001() {
     let core = TestCore::new(&[&base_url(&backend)]);
     let mut client = core.connect();
     client.initialize().await;
-    external_login(&mut client, "slow").await;
+    login_external(&mut client, "slow").await;
     let id = client.request("account/rateLimits/read", json!({}));
     // The request is running once the backend has it.
     while backend
@@ -289,7 +270,7 @@ async fn closing_the_input_ends_the_connection_and_fails_its_pending_server_requ
     let mut reader = core.connect();
     owner.initialize().await;
     reader.initialize().await;
-    external_login(&mut owner, "stale").await;
+    login_external(&mut owner, "stale").await;
     let id = reader.request("account/rateLimits/read", json!({}));
     assert_eq!(
         owner.next_json().await["method"],

@@ -103,7 +103,13 @@ mod tests {
         let gone = other.id().to_owned();
         drop(other);
         assert!(!me.is_alive(&gone));
-        assert!(!home.path().join("instances").join(format!("{gone}.lock")).exists());
+        assert!(
+            !home
+                .path()
+                .join("instances")
+                .join(format!("{gone}.lock"))
+                .exists()
+        );
         assert!(!me.is_alive("../../etc/passwd"));
         assert!(!me.is_alive(&Uuid::now_v7().to_string()));
     }

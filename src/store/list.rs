@@ -44,9 +44,9 @@ impl Store {
         };
         self.run(move |conn, _| {
             let key = if query.by_created {
-                "created_at"
+                "created_at_ms"
             } else {
-                "updated_at"
+                "updated_at_ms"
             };
             let (time, id) = after.unwrap_or((i64::MAX, String::new()));
             let first_page = query.cursor.is_none();
@@ -58,13 +58,7 @@ impl Store {
             let mut statement = conn.prepare_cached(&sql)?;
             let mut threads: Vec<ThreadHeader> = statement
                 .query_map(
-                    params![
-                        query.archived,
-                        first_page,
-                        time,
-                        id,
-                        query.limit as i64 + 1
-                    ],
+                    params![query.archived, first_page, time, id, query.limit as i64 + 1],
                     header_from,
                 )?
                 .collect::<rusqlite::Result<_>>()?;
@@ -72,9 +66,9 @@ impl Store {
                 threads.truncate(query.limit);
                 threads.last().map(|last| {
                     let time = if query.by_created {
-                        last.created_at
+                        last.created_at_ms
                     } else {
-                        last.updated_at
+                        last.updated_at_ms
                     };
                     encode(time, &last.id)
                 })
@@ -111,6 +105,9 @@ mod tests {
         assert_eq!(decode(&encode(1764576003, &id)), Some((1764576003, id)));
         assert_eq!(decode("nope"), None);
         assert_eq!(decode(&URL_SAFE_NO_PAD.encode("12|not-a-uuid")), None);
-        assert_eq!(decode(&URL_SAFE_NO_PAD.encode("x|019ad5f0-1c2b-7a3e-9f10-4b5c6d7e8f90")), None);
+        assert_eq!(
+            decode(&URL_SAFE_NO_PAD.encode("x|019ad5f0-1c2b-7a3e-9f10-4b5c6d7e8f90")),
+            None
+        );
     }
 }

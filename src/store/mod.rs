@@ -87,8 +87,7 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|err| fail(&err))?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .map_err(|err| fail(&err))?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|err| fail(&err))?;
         // Nothing is written to a file this binary does not understand.
         schema::check_not_newer(&conn).map_err(|err| fail(&err))?;
         let mode: String = conn
@@ -101,8 +100,13 @@ impl Store {
             .map_err(|err| fail(&err))?;
         schema::migrate(&mut conn).map_err(|err| fail(&err))?;
         let instance = Instance::claim(home).map_err(|err| fail(&err))?;
-        let recovered =
-            leases::recover(&mut conn, &Owner { instance: &instance }).map_err(|err| fail(&err))?;
+        let recovered = leases::recover(
+            &mut conn,
+            &Owner {
+                instance: &instance,
+            },
+        )
+        .map_err(|err| fail(&err))?;
         if recovered > 0 {
             tracing::info!(
                 turns = recovered,
@@ -149,7 +153,9 @@ impl Store {
             .query_row("PRAGMA page_count", [], |row| row.get(0))
             .expect("page count");
         let _: i64 = conn
-            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| row.get(0))
+            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| {
+                row.get(0)
+            })
             .expect("max page count");
     }
 

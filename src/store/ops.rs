@@ -12,13 +12,13 @@ use super::{Store, StoreError};
 use crate::protocol::{ThreadItem, TokenUsageBreakdown, TurnStatus};
 
 /// The columns [`header_from`] reads, in order.
-pub(super) const HEADER_COLUMNS: &str = "id, created_at, updated_at, archived, name, preview, model, effort, summary, base_instructions, developer_instructions, tools, usage";
+pub(super) const HEADER_COLUMNS: &str = "id, created_at_ms, updated_at_ms, archived, name, preview, model, effort, summary, base_instructions, developer_instructions, tools, usage";
 
 /// How a turn start changes its thread.
 #[derive(Clone, Debug)]
 pub struct TurnStart {
     pub thread_id: String,
-    pub updated_at: i64,
+    pub updated_at_ms: i64,
     pub preview: String,
     pub settings: ThreadSettings,
     /// The turn with its first user message (item and replay).
@@ -32,13 +32,13 @@ impl Store {
         self.run(move |conn, _| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
-                "INSERT INTO threads (id, created_at, updated_at, archived, name, preview, model, effort, summary,
+                "INSERT INTO threads (id, created_at_ms, updated_at_ms, archived, name, preview, model, effort, summary,
                  base_instructions, developer_instructions, tools, usage)
                  VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
                     header.id,
-                    header.created_at,
-                    header.updated_at,
+                    header.created_at_ms,
+                    header.updated_at_ms,
                     header.name,
                     header.preview,
                     header.settings.model,
@@ -63,8 +63,8 @@ impl Store {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             update_settings(&tx, &start.thread_id, &start.settings)?;
             tx.execute(
-                "UPDATE threads SET updated_at = ?2, preview = ?3 WHERE id = ?1",
-                params![start.thread_id, start.updated_at, start.preview],
+                "UPDATE threads SET updated_at_ms = ?2, preview = ?3 WHERE id = ?1",
+                params![start.thread_id, start.updated_at_ms, start.preview],
             )?;
             let turn = &start.turn;
             tx.execute(
@@ -123,7 +123,7 @@ impl Store {
         &self,
         thread_id: &str,
         turn: &TurnRecord,
-        updated_at: i64,
+        updated_at_ms: i64,
         usage_total: TokenUsageBreakdown,
     ) -> Result<(), StoreError> {
         let (thread_id, turn) = (thread_id.to_owned(), turn.clone());
@@ -139,8 +139,8 @@ impl Store {
                 ],
             )?;
             tx.execute(
-                "UPDATE threads SET updated_at = ?2, usage = ?3 WHERE id = ?1",
-                params![thread_id, updated_at, json_of(&usage_total)],
+                "UPDATE threads SET updated_at_ms = ?2, usage = ?3 WHERE id = ?1",
+                params![thread_id, updated_at_ms, json_of(&usage_total)],
             )?;
             tx.commit()
         })
@@ -163,32 +163,32 @@ impl Store {
         &self,
         thread_id: &str,
         name: &str,
-        updated_at: i64,
+        updated_at_ms: i64,
     ) -> Result<bool, StoreError> {
         let (thread_id, name) = (thread_id.to_owned(), name.to_owned());
         self.run(move |conn, _| {
             conn.execute(
-                "UPDATE threads SET name = ?2, updated_at = ?3 WHERE id = ?1",
-                params![thread_id, name, updated_at],
+                "UPDATE threads SET name = ?2, updated_at_ms = ?3 WHERE id = ?1",
+                params![thread_id, name, updated_at_ms],
             )
             .map(|changed| changed > 0)
         })
         .await
     }
 
-    /// Archives or unarchives; `updated_at` if given. The header after, if the thread exists.
+    /// Archives or unarchives; sets `updated_at_ms` if given. The header after, if the thread exists.
     pub async fn set_archived(
         &self,
         thread_id: &str,
         archived: bool,
-        updated_at: Option<i64>,
+        updated_at_ms: Option<i64>,
     ) -> Result<Option<ThreadHeader>, StoreError> {
         let thread_id = thread_id.to_owned();
         self.run(move |conn, _| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             tx.execute(
-                "UPDATE threads SET archived = ?2, updated_at = COALESCE(?3, updated_at) WHERE id = ?1",
-                params![thread_id, archived, updated_at],
+                "UPDATE threads SET archived = ?2, updated_at_ms = COALESCE(?3, updated_at_ms) WHERE id = ?1",
+                params![thread_id, archived, updated_at_ms],
             )?;
             let header = header(&tx, &thread_id)?;
             tx.commit()?;
@@ -261,9 +261,8 @@ fn insert_replay(
     from: usize,
     replay: &[Value],
 ) -> rusqlite::Result<()> {
-    let mut insert = conn.prepare_cached(
-        "INSERT OR REPLACE INTO replay (turn_id, seq, item) VALUES (?1, ?2, ?3)",
-    )?;
+    let mut insert = conn
+        .prepare_cached("INSERT OR REPLACE INTO replay (turn_id, seq, item) VALUES (?1, ?2, ?3)")?;
     for (offset, item) in replay.iter().enumerate() {
         insert.execute(params![turn_id, (from + offset) as i64, item.to_string()])?;
     }
@@ -283,8 +282,8 @@ pub(super) fn header(conn: &Connection, thread_id: &str) -> rusqlite::Result<Opt
 pub(super) fn header_from(row: &Row<'_>) -> rusqlite::Result<ThreadHeader> {
     Ok(ThreadHeader {
         id: row.get(0)?,
-        created_at: row.get(1)?,
-        updated_at: row.get(2)?,
+        created_at_ms: row.get(1)?,
+        updated_at_ms: row.get(2)?,
         archived: row.get(3)?,
         name: row.get(4)?,
         preview: row.get(5)?,

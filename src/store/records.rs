@@ -29,8 +29,9 @@ pub struct ThreadSettings {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ThreadHeader {
     pub id: String,
-    pub created_at: i64,
-    pub updated_at: i64,
+    /// Unix milliseconds (the protocol shows seconds; lists sort by these).
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
     pub archived: bool,
     pub name: Option<String>,
     pub preview: String,

@@ -8,8 +8,8 @@ use rusqlite::{Connection, TransactionBehavior};
 const MIGRATIONS: &[&str] = &[r#"
 CREATE TABLE threads (
     id TEXT PRIMARY KEY NOT NULL,
-    created_at INTEGER NOT NULL,
-    updated_at INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    updated_at_ms INTEGER NOT NULL,
     archived INTEGER NOT NULL DEFAULT 0,
     name TEXT,
     preview TEXT NOT NULL DEFAULT '',
@@ -21,8 +21,8 @@ CREATE TABLE threads (
     tools TEXT NOT NULL DEFAULT '[]',
     usage TEXT NOT NULL DEFAULT 'null'
 ) STRICT;
-CREATE INDEX threads_by_updated ON threads (archived, updated_at DESC, id DESC);
-CREATE INDEX threads_by_created ON threads (archived, created_at DESC, id DESC);
+CREATE INDEX threads_by_updated ON threads (archived, updated_at_ms DESC, id DESC);
+CREATE INDEX threads_by_created ON threads (archived, created_at_ms DESC, id DESC);
 
 CREATE TABLE turns (
     id TEXT PRIMARY KEY NOT NULL,

@@ -22,8 +22,8 @@ fn settings() -> ThreadSettings {
 fn header(id: &str, at: i64) -> ThreadHeader {
     ThreadHeader {
         id: id.into(),
-        created_at: at,
-        updated_at: at,
+        created_at_ms: at,
+        updated_at_ms: at,
         archived: false,
         name: None,
         preview: String::new(),
@@ -57,7 +57,7 @@ async fn thread_with_turn(store: &Store) -> (String, TurnRecord) {
     store
         .begin_turn(&TurnStart {
             thread_id: thread.clone(),
-            updated_at: 100,
+            updated_at_ms: 100,
             preview: "hi".into(),
             settings: settings(),
             turn: turn.clone(),
@@ -93,7 +93,7 @@ async fn a_thread_reads_back_as_written() {
     let stored = store.load(&thread, true).await.unwrap().unwrap();
     assert_eq!(stored.turns, vec![turn]);
     assert_eq!(stored.header.preview, "hi");
-    assert_eq!(stored.header.updated_at, 101);
+    assert_eq!(stored.header.updated_at_ms, 101);
     assert_eq!(stored.header.usage_total, usage);
     assert_eq!(stored.header.settings, settings());
     assert!(store.load(&id(), false).await.unwrap().is_none());
@@ -121,7 +121,10 @@ async fn pages_cover_every_thread_once_newest_first() {
     for n in 0..7 {
         let thread = id();
         // Pairs share a time: ties go by id, descending.
-        store.create_thread(&header(&thread, 100 + n / 2)).await.unwrap();
+        store
+            .create_thread(&header(&thread, 100 + n / 2))
+            .await
+            .unwrap();
         ids.push(thread);
     }
     let mut seen = Vec::new();

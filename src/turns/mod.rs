@@ -15,6 +15,8 @@ mod models;
 mod request;
 mod runner;
 mod subscribers;
+#[cfg(test)]
+mod tests;
 mod thread;
 mod thread_ops;
 mod tools;

@@ -47,11 +47,11 @@ impl Threads {
             .ok_or(ThreadError::NoModel)?;
         let tools = tools::check(params.dynamic_tools.unwrap_or_default())?;
         let id = Uuid::now_v7();
-        let now = now_ms() / 1000;
+        let now = now_ms();
         let header = ThreadHeader {
             id: id.to_string(),
-            created_at: now,
-            updated_at: now,
+            created_at_ms: now,
+            updated_at_ms: now,
             archived: false,
             name: None,
             preview: String::new(),
@@ -239,7 +239,10 @@ impl Threads {
 
     /// `thread/archive` (TURNS §17.5): a running turn is interrupted (and has ended) first; the
     /// thread leaves memory and its subscribers.
-    pub async fn archive(&self, params: ThreadIdParams) -> Result<ThreadArchiveResponse, ThreadError> {
+    pub async fn archive(
+        &self,
+        params: ThreadIdParams,
+    ) -> Result<ThreadArchiveResponse, ThreadError> {
         let id = parse_thread_id(&params.thread_id)?;
         let missing = || ThreadError::NoRollout(params.thread_id.clone());
         let store = self.store()?;
@@ -288,7 +291,7 @@ impl Threads {
         let id = parse_thread_id(&params.thread_id)?;
         let store = self.store()?;
         let header = store
-            .set_archived(&params.thread_id, false, Some(now_ms() / 1000))
+            .set_archived(&params.thread_id, false, Some(now_ms()))
             .await?
             .ok_or_else(|| ThreadError::NoRollout(params.thread_id.clone()))?;
         Ok(ThreadUnarchiveResponse {
@@ -319,14 +322,19 @@ impl Threads {
         if name.chars().count() > MAX_NAME_CHARS {
             return Err(ThreadError::NameTooLong);
         }
-        let now = now_ms() / 1000;
+        let now = now_ms();
         let thread = self.loaded(&id);
         let ops = match &thread {
             Some(thread) => Some(thread.ops.clone().lock_owned().await),
             None => None,
         };
         let ephemeral = thread.as_ref().is_some_and(|thread| thread.is_ephemeral());
-        if !ephemeral && !self.store()?.set_name(&params.thread_id, &name, now).await? {
+        if !ephemeral
+            && !self
+                .store()?
+                .set_name(&params.thread_id, &name, now)
+                .await?
+        {
             return Err(ThreadError::NotFound(params.thread_id));
         }
         let notification = ThreadNameUpdatedNotification {
@@ -336,24 +344,25 @@ impl Threads {
         if let Some(thread) = &thread {
             let mut state = thread.lock();
             state.header.name = Some(name);
-            state.header.updated_at = now;
+            state.header.updated_at_ms = now;
         }
         let caller = caller.clone();
-        Ok(Outcome::ok(ThreadSetNameResponse {}).then(move || {
-            let mut told_caller = false;
-            if let Some(thread) = thread {
-                let mut state = thread.lock();
-                told_caller = state.subscribers.contains(&caller);
-                state.publish(methods::THREAD_NAME_UPDATED, &notification);
-            }
-            if !told_caller {
-                caller.notify(&Notification::new(
-                    methods::THREAD_NAME_UPDATED,
-                    &notification,
-                ));
-            }
-        })
-        .holding(ops))
+        Ok(Outcome::ok(ThreadSetNameResponse {})
+            .then(move || {
+                let mut told_caller = false;
+                if let Some(thread) = thread {
+                    let mut state = thread.lock();
+                    told_caller = state.subscribers.contains(&caller);
+                    state.publish(methods::THREAD_NAME_UPDATED, &notification);
+                }
+                if !told_caller {
+                    caller.notify(&Notification::new(
+                        methods::THREAD_NAME_UPDATED,
+                        &notification,
+                    ));
+                }
+            })
+            .holding(ops))
     }
 
     /// `model/list` (TURNS §18.4).

@@ -97,7 +97,8 @@ impl Threads {
                     state.subscribers.complete_join(caller);
                     return Err(error.into());
                 }
-                let turn = TurnRecord::new(turn_id.clone(), start.turn.started_at_ms).to_turn(false);
+                let turn =
+                    TurnRecord::new(turn_id.clone(), start.turn.started_at_ms).to_turn(false);
                 let user_agent = caller
                     .client()
                     .map(|client| self.ctx.identity.user_agent(client))
@@ -189,7 +190,7 @@ impl Threads {
         if state.header.preview.is_empty() {
             state.header.preview = preview_of(&input);
         }
-        state.header.updated_at = now / 1000;
+        state.header.updated_at_ms = now;
         let mut stored_turn = record.clone();
         if let Some(first) = &first {
             stored_turn.items.push(first.item.clone());
@@ -197,7 +198,7 @@ impl Threads {
         }
         let start = TurnStart {
             thread_id: params.thread_id,
-            updated_at: state.header.updated_at,
+            updated_at_ms: now,
             preview: state.header.preview.clone(),
             settings,
             turn: stored_turn,

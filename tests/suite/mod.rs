@@ -8,5 +8,6 @@ mod hardening;
 mod managed_login;
 mod refresh;
 mod security;
+mod threads;
 mod tools;
 mod turns;

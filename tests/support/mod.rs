@@ -127,6 +127,13 @@ impl TestServer {
         }
     }
 
+    /// Stops gracefully and starts again on the same home with `overrides`.
+    pub async fn restart(mut self, overrides: &[&str]) -> Self {
+        let home = std::mem::replace(&mut self.home, tempfile::tempdir().unwrap());
+        self.stop().await;
+        Self::start_in(home, overrides).await
+    }
+
     pub fn running(&self) -> &authbridge::RunningServer {
         self.server.as_ref().unwrap()
     }

@@ -15,6 +15,7 @@ pub struct Fixture {
     pub backend: FakeBackend,
     pub server: TestServer,
     pub client: Client,
+    extra: Vec<String>,
 }
 
 impl Fixture {
@@ -39,7 +40,24 @@ impl Fixture {
             backend,
             server,
             client,
+            extra: extra.iter().map(|item| (*item).to_owned()).collect(),
         }
+    }
+
+    /// Stops the server gracefully, starts it again on the same home and logs in again
+    /// (host-owned tokens live in memory only).
+    pub async fn restart(mut self) -> Self {
+        let all = overrides(&self.backend, &[]);
+        let mut all: Vec<&str> = all.iter().map(String::as_str).collect();
+        all.extend(self.extra.iter().map(String::as_str));
+        drop(self.client);
+        self.server = self.server.restart(&all).await;
+        self.client = self.server.client().await;
+        self.client
+            .login_external("me@example.com", "acct-1", "A")
+            .await;
+        self.client.notification("account/updated").await;
+        self
     }
 
     /// `thread/start {params}`; returns the thread id (after `thread/started`).

@@ -126,7 +126,9 @@ impl Scope<'_> {
                     Step::Completed { usage } => return Ok((usage, calls)),
                     Step::Failed(failure) => return Err(AttemptFailure::from_event(&failure)),
                     Step::FunctionCall(call) => {
-                        self.record_call(&call).await.map_err(AttemptFailure::Fatal)?;
+                        self.record_call(&call)
+                            .await
+                            .map_err(AttemptFailure::Fatal)?;
                         calls.push(call);
                     }
                     step => self

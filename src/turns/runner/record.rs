@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::{Ending, FirstMessage, Scope};
 use crate::peer::Notification;
+use crate::protocol::DynamicTool;
 use crate::protocol::{
     AccountRateLimitsUpdatedNotification, AgentMessageDeltaNotification, ErrorNotification,
     ItemCompletedNotification, ItemStartedNotification, RateLimitSnapshot,
@@ -25,7 +26,6 @@ use crate::turns::events::{FunctionCall, Step};
 use crate::turns::failures;
 use crate::turns::request;
 use crate::turns::thread::{ThreadState, now_ms, user_message};
-use crate::protocol::DynamicTool;
 use crate::turns::tools;
 
 impl Scope<'_> {
@@ -196,7 +196,13 @@ impl Scope<'_> {
         let (item_seq, replay_seq) = self.counts();
         if let Some(store) = self.store {
             let written = store
-                .add_items(self.turn_id, item_seq, Vec::new(), replay_seq, items.clone())
+                .add_items(
+                    self.turn_id,
+                    item_seq,
+                    Vec::new(),
+                    replay_seq,
+                    items.clone(),
+                )
                 .await;
             self.stored(written)?;
         }
@@ -405,11 +411,8 @@ impl Scope<'_> {
             turn.map(|turn| (turn, usage))
         });
         if let (Some((turn, usage)), Some(store)) = (&ended, self.store)
-            && let Err(failure) = self.stored(
-                store
-                    .finish_turn(&self.thread_id, turn, now / 1000, *usage)
-                    .await,
-            )
+            && let Err(failure) =
+                self.stored(store.finish_turn(&self.thread_id, turn, now, *usage).await)
         {
             status = TurnStatus::Failed;
             error = Some(failure);
@@ -418,7 +421,7 @@ impl Scope<'_> {
             self.publish_error(error.clone(), false);
         }
         self.with_state(|state| {
-            state.header.updated_at = now / 1000;
+            state.header.updated_at_ms = now;
             if state
                 .running
                 .as_ref()
