@@ -37,6 +37,18 @@ fn tools(root: &Path) -> Vec<(&'static str, &'static str, bool)> {
             root.join("tests/compat/node_modules/.bin/codex").exists(),
         ),
         (
+            "missing_sdk_node",
+            "Node and the openai package (`npm ci --prefix tests/sdk`)",
+            node && root
+                .join("tests/sdk/node_modules/openai/package.json")
+                .is_file(),
+        ),
+        (
+            "missing_sdk_python",
+            "Python's openai package (`pip install openai==3.57.0`)",
+            python_has("openai"),
+        ),
+        (
             "missing_script",
             "`script` from util-linux (a pseudo-terminal)",
             on_path("script"),
@@ -60,6 +72,16 @@ fn on_path(program: &str) -> bool {
     path_dirs().iter().any(|dir| dir.join(program).is_file())
 }
 
+/// Whether `python3` can import `module`.
+fn python_has(module: &str) -> bool {
+    std::process::Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 fn main() {
     let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     println!("cargo::rerun-if-changed=build.rs");
@@ -72,6 +94,7 @@ fn main() {
         root.join("tests/browser"),
         root.join("tests/compat"),
         root.join("examples/node-client"),
+        root.join("tests/sdk"),
     ];
     for dir in watched.iter().chain(path_dirs().iter()) {
         if dir.is_dir() {

@@ -24,6 +24,7 @@ mod jsonrpc;
 mod login;
 mod peer;
 mod protocol;
+mod proxy;
 mod rpc;
 mod schema;
 mod server;

@@ -17,6 +17,7 @@ use crate::backend::{BackendClient, http_client};
 use crate::config::{Config, ConfigError, Listen, WsAuthMode};
 use crate::identity::Identity;
 use crate::peer::Hub;
+use crate::proxy::Proxy;
 use crate::rpc::methods::{self, HandlerContext};
 use crate::rpc::{ConnectionLimits, RpcServer, RpcServerParts};
 use crate::store::Store;
@@ -89,12 +90,13 @@ impl RunningServer {
             rpc,
             account,
             threads,
+            proxy,
         } = Core::build(config.clone(), shutdown.clone())?;
         account.remove_stale_files().await;
         let (task, listener) = match config.listen {
             Listen::Stdio => (serve_stdio(&config, rpc), None),
             Listen::Ws(requested) => {
-                let (task, info) = serve_ws(&config, requested, rpc).await?;
+                let (task, info) = serve_ws(&config, requested, rpc, proxy).await?;
                 (task, Some(info))
             }
         };
@@ -166,6 +168,8 @@ pub(crate) struct Core {
     pub rpc: Arc<RpcServer>,
     pub account: Arc<AccountService>,
     pub threads: Arc<Threads>,
+    /// The local Responses endpoint, if enabled (WebSocket listeners serve it).
+    pub proxy: Option<Arc<Proxy>>,
 }
 
 impl Core {
@@ -200,8 +204,8 @@ impl Core {
             Arc::new(TurnContext {
                 config: config.clone(),
                 identity: identity.clone(),
-                credentials,
-                backend,
+                credentials: credentials.clone(),
+                backend: backend.clone(),
                 hub: hub.clone(),
                 idle: idle.clone(),
             }),
@@ -210,6 +214,16 @@ impl Core {
             shutdown.clone(),
         ));
         tokio::spawn(threads.clone().unload_when_idle(idle.clone()));
+        let proxy = config.proxy.enabled.then(|| {
+            Arc::new(Proxy::new(
+                config.clone(),
+                credentials,
+                backend,
+                identity.clone(),
+                hub.clone(),
+                &threads,
+            ))
+        });
         // At shutdown every turn is interrupted; once their tasks end, connections may close.
         tokio::spawn({
             let (shutdown, runners) = (shutdown.clone(), runners.clone());
@@ -242,6 +256,7 @@ impl Core {
             rpc,
             account,
             threads,
+            proxy,
         })
     }
 }
@@ -265,6 +280,7 @@ async fn serve_ws(
     config: &Arc<Config>,
     requested: SocketAddr,
     rpc: Arc<RpcServer>,
+    proxy: Option<Arc<Proxy>>,
 ) -> Result<(JoinHandle<std::io::Result<()>>, ListenerInfo), StartError> {
     let auth_mode = config.ws_auth.mode;
     if auth_mode == WsAuthMode::None && !requested.ip().is_loopback() {
@@ -303,6 +319,7 @@ async fn serve_ws(
         policy,
         authenticator,
         config.server.clone(),
+        proxy,
     ));
     let info = ListenerInfo {
         addr,

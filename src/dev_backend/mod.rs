@@ -61,6 +61,8 @@ struct Shared {
     closed_early: watch::Sender<usize>,
     responses: AtomicUsize,
     gap: Duration,
+    /// Opened once per paused stream that may go on.
+    gate: tokio::sync::Semaphore,
 }
 
 impl FakeBackend {
@@ -86,12 +88,14 @@ impl FakeBackend {
             closed_early: watch::channel(0).0,
             responses: AtomicUsize::new(0),
             gap: slow_gap,
+            gate: tokio::sync::Semaphore::new(0),
         });
         let app = Router::new()
             .route("/backend-api/codex/responses", post(responses))
             .route("/v1/responses", post(responses))
             .route("/backend-api/wham/usage", get(usage))
             .route("/api/codex/usage", get(usage))
+            .route("/gate/open", post(open_gate))
             .with_state(shared.clone());
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -137,6 +141,11 @@ impl FakeBackend {
         self.shared.requests.lock().expect("requests lock").clone()
     }
 
+    /// Lets one paused stream ([`Reply::Paused`]) go on.
+    pub fn open_gate(&self) {
+        self.shared.gate.add_permits(1);
+    }
+
     /// Waits until at least `n` model requests arrived.
     pub async fn wait_for_requests(&self, n: usize) {
         let mut count = self.shared.request_count.subscribe();
@@ -148,6 +157,11 @@ impl FakeBackend {
         let mut count = self.shared.closed_early.subscribe();
         let _ = count.wait_for(|count| *count >= n).await;
     }
+}
+
+async fn open_gate(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.gate.add_permits(1);
+    StatusCode::NO_CONTENT
 }
 
 async fn usage(State(_shared): State<Arc<Shared>>) -> Response {
@@ -168,6 +182,7 @@ async fn responses(
     body: Bytes,
 ) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let streaming = body["stream"] == true;
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -193,6 +208,19 @@ async fn responses(
             body,
         });
     shared.request_count.send_modify(|count| *count += 1);
+    if !streaming {
+        // The ChatGPT route only streams; the OpenAI route answers with the final object.
+        let (status, text) = if uri.path().starts_with("/backend-api/") {
+            (
+                400,
+                json!({"detail": "Stream must be set to true"}).to_string(),
+            )
+        } else {
+            script::final_response(&render(&reply, n))
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return (status, [(header::CONTENT_TYPE, "application/json")], text).into_response();
+    }
     respond(render(&reply, n), shared)
 }
 
@@ -283,7 +311,7 @@ struct EventStream {
 
 impl EventStream {
     fn new(events: Vec<script::Event>, end: BodyEnd, shared: Arc<Shared>) -> Self {
-        let stream = async_stream(events, end);
+        let stream = async_stream(events, end, shared.clone());
         Self {
             inner: Box::pin(stream),
             finished: false,
@@ -295,35 +323,44 @@ impl EventStream {
 fn async_stream(
     events: Vec<script::Event>,
     end: BodyEnd,
+    shared: Arc<Shared>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
     futures::stream::unfold(
         (events.into_iter(), end, false),
-        |(mut events, end, done)| async move {
-            if done {
-                return None;
-            }
-            match events.next() {
-                Some(event) => {
-                    if !event.delay.is_zero() {
-                        tokio::time::sleep(event.delay).await;
+        move |(mut events, end, done)| {
+            let shared = shared.clone();
+            async move {
+                if done {
+                    return None;
+                }
+                match events.next() {
+                    Some(event) => {
+                        if event.gated
+                            && let Ok(permit) = shared.gate.acquire().await
+                        {
+                            permit.forget();
+                        }
+                        if !event.delay.is_zero() {
+                            tokio::time::sleep(event.delay).await;
+                        }
+                        let kind = event.data["type"].as_str().unwrap_or("message").to_owned();
+                        let frame = format!("event: {kind}\ndata: {}\n\n", event.data);
+                        Some((Ok(Bytes::from(frame)), (events, end, false)))
                     }
-                    let kind = event.data["type"].as_str().unwrap_or("message").to_owned();
-                    let frame = format!("event: {kind}\ndata: {}\n\n", event.data);
-                    Some((Ok(Bytes::from(frame)), (events, end, false)))
+                    None if end == BodyEnd::Reset => {
+                        // One pending poll first: hyper flushes what it wrote while the body waits,
+                        // so the events reach the client before the connection drops.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        Some((
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::ConnectionReset,
+                                "cut by the fake backend",
+                            )),
+                            (events, end, true),
+                        ))
+                    }
+                    None => None,
                 }
-                None if end == BodyEnd::Reset => {
-                    // One pending poll first: hyper flushes what it wrote while the body waits,
-                    // so the events reach the client before the connection drops.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    Some((
-                        Err(std::io::Error::new(
-                            std::io::ErrorKind::ConnectionReset,
-                            "cut by the fake backend",
-                        )),
-                        (events, end, true),
-                    ))
-                }
-                None => None,
             }
         },
     )

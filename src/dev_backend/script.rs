@@ -13,6 +13,9 @@ pub enum Reply {
     Ok,
     /// A message with this text (one delta), then completion.
     Message(String),
+    /// `Hello`, then nothing until the gate opens ([`super::FakeBackend::open_gate`] or
+    /// `POST /gate/open`), then ` world.` and completion: proves a relay does not buffer.
+    Paused,
     /// A message of `deltas` deltas `gap` apart, then completion (interrupts, benchmarks).
     Slow { deltas: usize, gap: Duration },
     /// A message with two deltas, then the connection drops.
@@ -54,10 +57,11 @@ impl Reply {
     }
 }
 
-/// One SSE event to send, after `delay`.
+/// One SSE event to send, after `delay` (and, if `gated`, once the gate opens).
 #[derive(Clone, Debug)]
 pub struct Event {
     pub delay: Duration,
+    pub gated: bool,
     pub data: Value,
 }
 
@@ -102,6 +106,24 @@ pub fn render(reply: &Reply, n: usize) -> Rendered {
                 BodyEnd::Clean,
             ),
         },
+        Reply::Paused => {
+            let mut all: Vec<Event> = [vec![created(n)], message(n, 0, &["Hello", " world."])]
+                .concat()
+                .into_iter()
+                .map(immediate)
+                .collect();
+            // The second delta waits for the gate.
+            all[3].gated = true;
+            all.push(immediate(completed(n)));
+            Rendered {
+                status: 200,
+                rate_limit_headers: false,
+                body: Body::Events {
+                    events: all,
+                    end: BodyEnd::Clean,
+                },
+            }
+        }
         Reply::Message(text) => Rendered {
             status: 200,
             rate_limit_headers: false,
@@ -120,7 +142,11 @@ pub fn render(reply: &Reply, n: usize) -> Rendered {
                 } else {
                     Duration::ZERO
                 };
-                all.push(Event { delay, data: event });
+                all.push(Event {
+                    delay,
+                    gated: false,
+                    data: event,
+                });
             }
             all.push(immediate(completed(n)));
             Rendered {
@@ -155,7 +181,7 @@ pub fn render(reply: &Reply, n: usize) -> Rendered {
             body: events(
                 vec![
                     created(n),
-                    json!({"type": "response.failed", "response": {"id": format!("resp_{n}"), "status": "failed", "error": {"code": "server_error", "message": message}}}),
+                    json!({"type": "response.failed", "response": {"id": format!("resp_{n}"), "object": "response", "status": "failed", "error": {"code": "server_error", "message": message}}}),
                 ],
                 BodyEnd::Clean,
             ),
@@ -196,12 +222,13 @@ pub fn render(reply: &Reply, n: usize) -> Rendered {
 fn immediate(data: Value) -> Event {
     Event {
         delay: Duration::ZERO,
+        gated: false,
         data,
     }
 }
 
 fn created(n: usize) -> Value {
-    json!({"type": "response.created", "response": {"id": format!("resp_{n}"), "status": "in_progress"}})
+    json!({"type": "response.created", "response": {"id": format!("resp_{n}"), "object": "response", "status": "in_progress"}})
 }
 
 fn reasoning(n: usize) -> Vec<Value> {
@@ -230,7 +257,7 @@ fn message(n: usize, output_index: usize, deltas: &[&str]) -> Vec<Value> {
 }
 
 fn completed(n: usize) -> Value {
-    json!({"type": "response.completed", "response": {"id": format!("resp_{n}"), "status": "completed", "output": [],
+    json!({"type": "response.completed", "response": {"id": format!("resp_{n}"), "object": "response", "status": "completed", "output": [],
         "usage": {"input_tokens": 1234, "input_tokens_details": {"cached_tokens": 1000}, "output_tokens": 56, "output_tokens_details": {"reasoning_tokens": 7}, "total_tokens": 1290}}})
 }
 
@@ -252,4 +279,32 @@ fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}
+
+/// The JSON a non-streaming request gets for `rendered`: its final response object with the
+/// items of the stream as `output` (or the error body as it is).
+pub fn final_response(rendered: &Rendered) -> (u16, String) {
+    let Body::Events { events, .. } = &rendered.body else {
+        let Body::Text(text) = &rendered.body else {
+            unreachable!()
+        };
+        return (rendered.status, text.clone());
+    };
+    let mut output = Vec::new();
+    for event in events {
+        match event.data["type"].as_str() {
+            Some("response.output_item.done") => output.push(event.data["item"].clone()),
+            Some("response.completed") => {
+                let mut response = event.data["response"].clone();
+                response["status"] = json!("completed");
+                response["output"] = Value::Array(output);
+                return (200, response.to_string());
+            }
+            _ => {}
+        }
+    }
+    (
+        500,
+        json!({"error": {"message": "the stream did not complete"}}).to_string(),
+    )
 }

@@ -10,13 +10,16 @@ use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use axum::body::Body;
+
 use crate::config::ServerConfig;
+use crate::proxy::{Proxy, ProxyError};
 use crate::rpc::RpcServer;
 use crate::transport::console;
 use crate::transport::guard::HostOriginPolicy;
@@ -30,6 +33,8 @@ pub struct Listener {
     pub policy: HostOriginPolicy,
     pub auth: WsAuthenticator,
     pub limits: ServerConfig,
+    /// The local Responses endpoint (`None`: `proxy.enabled = false`, its routes are 404).
+    pub proxy: Option<Arc<Proxy>>,
     connections: Arc<Semaphore>,
     sockets: TaskTracker,
 }
@@ -40,6 +45,7 @@ impl Listener {
         policy: HostOriginPolicy,
         auth: WsAuthenticator,
         limits: ServerConfig,
+        proxy: Option<Arc<Proxy>>,
     ) -> Self {
         Self {
             connections: Arc::new(Semaphore::new(limits.max_connections)),
@@ -47,6 +53,7 @@ impl Listener {
             policy,
             auth,
             limits,
+            proxy,
             sockets: TaskTracker::new(),
         }
     }
@@ -84,6 +91,8 @@ fn router(shared: Arc<Listener>) -> Router {
         .route("/healthz", get(healthz))
         .route("/console", get(console::page))
         .route("/console/{asset}", get(console::asset))
+        .route("/v1/responses", post(responses))
+        .route("/v1/models", get(models))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), admit))
         .with_state(shared)
@@ -136,6 +145,46 @@ async fn healthz() -> Response {
 
 async fn not_found() -> Response {
     plain(StatusCode::NOT_FOUND, "not found")
+}
+
+/// The proxy, if enabled (else `None`: 404) and the caller presents the listener's credential
+/// as a bearer token (what the SDKs send as their API key).
+fn proxy_for(shared: &Listener, headers: &HeaderMap) -> Option<Result<Arc<Proxy>, ProxyError>> {
+    let proxy = shared.proxy.as_ref()?;
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    if let Err(refusal) = shared.auth.authenticate(authorization, std::iter::empty()) {
+        tracing::info!(reason = refusal.0, "refused a proxied request");
+        return Some(Err(if refusal.is_missing() {
+            ProxyError::missing_token()
+        } else {
+            ProxyError::invalid_token()
+        }));
+    }
+    Some(Ok(proxy.clone()))
+}
+
+/// `POST /v1/responses` (TURNS §26).
+async fn responses(
+    State(shared): State<Arc<Listener>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match proxy_for(&shared, &headers) {
+        Some(Ok(proxy)) => proxy.responses(headers, body).await,
+        Some(Err(refused)) => refused.into_response(),
+        None => not_found().await,
+    }
+}
+
+/// `GET /v1/models` (TURNS §26).
+async fn models(State(shared): State<Arc<Listener>>, headers: HeaderMap) -> Response {
+    match proxy_for(&shared, &headers) {
+        Some(Ok(proxy)) => proxy.models(),
+        Some(Err(refused)) => refused.into_response(),
+        None => not_found().await,
+    }
 }
 
 /// `GET /`: token, then connection slot, then the upgrade with the configured limits.

@@ -31,6 +31,13 @@ impl fmt::Display for AuthRefusal {
 }
 
 const MISSING: AuthRefusal = AuthRefusal("missing websocket bearer token");
+
+impl AuthRefusal {
+    /// No credential was presented at all (rather than a wrong one).
+    pub fn is_missing(&self) -> bool {
+        self.0 == MISSING.0
+    }
+}
 const BAD_HEADER: AuthRefusal = AuthRefusal("invalid authorization header");
 const BAD_TOKEN: AuthRefusal = AuthRefusal("invalid websocket bearer token");
 const BAD_JWT: AuthRefusal = AuthRefusal("invalid websocket jwt");

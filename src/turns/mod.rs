@@ -31,6 +31,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 pub use error::ThreadError;
+pub use request::Route;
 pub use runner::TurnContext;
 
 use crate::account::credentials::Snapshot;
@@ -177,6 +178,12 @@ impl Threads {
                 self.ctx.credentials.snapshot().await,
                 Snapshot::None | Snapshot::Managed { latched: true, .. }
             )
+    }
+
+    /// The places running turns take under `turns.max_concurrent`; proxied requests take them
+    /// too (TURNS §23.1).
+    pub fn slots(&self) -> Arc<Semaphore> {
+        self.running.clone()
     }
 
     #[cfg(test)]

@@ -6,6 +6,7 @@ mod core;
 mod ecosystem;
 mod hardening;
 mod managed_login;
+mod proxy;
 mod refresh;
 mod security;
 mod threads;
