@@ -22,9 +22,12 @@ fn tools(root: &Path) -> Vec<(&'static str, &'static str, bool)> {
         (
             "missing_node_example",
             "Node and the example's packages (`npm ci --prefix examples/node-client`)",
-            node && root
-                .join("examples/node-client/node_modules/ws/package.json")
-                .is_file(),
+            node && ["ws", "openai"].iter().all(|package| {
+                root.join("examples/node-client/node_modules")
+                    .join(package)
+                    .join("package.json")
+                    .is_file()
+            }),
         ),
         (
             "missing_websocat",

@@ -1,4 +1,6 @@
-//! The command line: `authbridge serve` and `authbridge schema` (SPEC §12).
+//! The command line (SPEC §12): `authbridge serve`, `app-server` (the same, as Codex's command
+//! line spells it, for tools that spawn `<binary> app-server`), `dev-backend` (a scripted fake
+//! backend for building UIs offline) and `schema`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +26,14 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Run the server as Codex's `codex app-server` is run: stdio unless `--listen` says
+    /// otherwise; `--enable`/`--disable` feature flags are accepted and ignored.
+    #[command(name = "app-server")]
+    AppServer(AppServerArgs),
+    /// Serve a scripted fake ChatGPT/Responses backend on loopback (for building a UI without an
+    /// account or a network).
+    #[command(name = "dev-backend")]
+    DevBackend(DevBackendArgs),
     /// Write JSON Schema and TypeScript definitions of every message to a directory.
     Schema {
         /// Output directory (created if missing).
@@ -69,6 +79,28 @@ struct ServeArgs {
     log_format: LogFormat,
 }
 
+#[derive(Args)]
+struct AppServerArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// A Codex feature flag (none apply to authbridge; ignored). Repeatable.
+    #[arg(long, value_name = "FEATURE")]
+    enable: Vec<String>,
+    /// A Codex feature flag (ignored). Repeatable.
+    #[arg(long, value_name = "FEATURE")]
+    disable: Vec<String>,
+}
+
+#[derive(Args)]
+struct DevBackendArgs {
+    /// Address to listen on.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:4600")]
+    listen: std::net::SocketAddr,
+    /// Gap between the deltas of a `/slow` answer, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 250)]
+    slow_gap_ms: u64,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum LogFormat {
     Text,
@@ -83,24 +115,29 @@ fn parse_ws_auth(value: &str) -> Result<WsAuthMode, String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => {
-            init_logging(args.log_format);
-            let runtime = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(runtime) => runtime,
-                Err(err) => {
-                    eprintln!("authbridge: cannot start the async runtime: {err}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let code = runtime.block_on(serve(args));
-            // A stdio server's stdin reader is a blocking thread that only returns when the parent
-            // writes or closes the pipe: do not wait for it.
-            runtime.shutdown_background();
-            code
+        Command::Serve(args) => run_server(args),
+        Command::AppServer(mut args) => {
+            if args.serve.listen.is_none() {
+                args.serve.listen = Some("stdio://".to_owned());
+            }
+            let flags: Vec<&str> = args
+                .enable
+                .iter()
+                .chain(&args.disable)
+                .map(String::as_str)
+                .collect();
+            if !flags.is_empty() {
+                eprintln!(
+                    "authbridge: ignoring Codex feature flags (none apply): {}",
+                    flags.join(", ")
+                );
+            }
+            run_server(args.serve)
         }
+        Command::DevBackend(args) => match runtime() {
+            Ok(runtime) => runtime.block_on(dev_backend(args)),
+            Err(code) => code,
+        },
         Command::Schema { out } => match crate::schema::write_all(&out) {
             Ok(count) => {
                 eprintln!("authbridge: wrote {count} files to {}", out.display());
@@ -112,6 +149,59 @@ pub fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            eprintln!("authbridge: cannot start the async runtime: {err}");
+            ExitCode::FAILURE
+        })
+}
+
+fn run_server(args: ServeArgs) -> ExitCode {
+    init_logging(args.log_format);
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let code = runtime.block_on(serve(args));
+    // A stdio server's stdin reader is a blocking thread that only returns when the parent
+    // writes or closes the pipe: do not wait for it.
+    runtime.shutdown_background();
+    code
+}
+
+/// `authbridge dev-backend`: the fake backend, answering by the last user message (`/tool`,
+/// `/401`, `/slow`), until a signal.
+async fn dev_backend(args: DevBackendArgs) -> ExitCode {
+    let mut signals = Signals::listen();
+    let gap = std::time::Duration::from_millis(args.slow_gap_ms);
+    let backend = match crate::dev_backend::FakeBackend::start_on(args.listen, gap).await {
+        Ok(backend) => backend,
+        Err(err) => {
+            eprintln!("authbridge: cannot listen on {}: {err}", args.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    backend.set_fallback(None);
+    let overrides: Vec<String> = backend
+        .overrides()
+        .iter()
+        .map(|item| format!("-c '{item}'"))
+        .collect();
+    eprintln!(
+        "authbridge dev-backend on {} — point a server at it: authbridge serve {}",
+        backend.url(),
+        overrides.join(" ")
+    );
+    eprintln!(
+        "messages containing /tool ask for a host tool call, /401 get one 401 (a token refresh), /slow stream slowly"
+    );
+    signals.next().await;
+    ExitCode::SUCCESS
 }
 
 /// Targets whose TRACE output could include payloads; capped whatever RUST_LOG says.

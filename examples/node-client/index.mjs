@@ -3,13 +3,17 @@
 //   2. handshake,
 //   3. log in with the host app's own ChatGPT tokens (they stay in authbridge's memory only),
 //   4. answer `account/chatgptAuthTokens/refresh` by asking the host for fresh tokens,
-//   5. read the account's rate limits.
+//   5. read the account's rate limits,
+//   6. run one model turn on a new thread that offers a host tool (`get_time`), answering the
+//      model's `item/tool/call` requests and printing the answer as it streams.
 // Each step prints one JSON line on stdout.
 //
 // Environment:
 //   AUTHBRIDGE_SERVER_JSON  connect to a running server described by this server.json
 //   AUTHBRIDGE_BIN          otherwise spawn this binary (default: `authbridge` on PATH)
 //   AUTHBRIDGE_ARGS         extra `serve` arguments, as a JSON array (e.g. ["-c","chatgpt_base_url=\"http://…\""])
+//   PROMPT                  the turn's message (default: "What time is it? /tool" — `/tool` makes
+//                           `authbridge dev-backend` ask for the tool)
 
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -56,6 +60,41 @@ function startAuthbridge() {
   });
 }
 
+/** A host tool: the model may call it; the host runs it and answers (TURNS §24). */
+const GET_TIME = {
+  name: "get_time",
+  description: "The current time on the user's machine, ISO 8601.",
+  inputSchema: { type: "object", properties: {} },
+};
+
+/** Starts a thread with the host tool, runs one turn and resolves when it completes. */
+async function runTurn(client, prompt) {
+  client.onServerRequest("item/tool/call", async ({ callId, tool, arguments: args }) => {
+    print("toolCall", { callId, tool, arguments: args });
+    if (tool !== GET_TIME.name) return { output: `unknown tool ${tool}`, success: false };
+    return { output: new Date().toISOString(), success: true };
+  });
+  const { thread } = await client.request("thread/start", { dynamicTools: [GET_TIME] });
+  print("threadStarted", { threadId: thread.id });
+  let text = "";
+  const completed = new Promise((resolve) => {
+    client.onNotification("item/agentMessage/delta", ({ delta }) => {
+      text += delta;
+      process.stderr.write(delta);
+    });
+    client.onNotification("error", ({ error, willRetry }) => print("turnError", { error, willRetry }));
+    client.onNotification("turn/completed", ({ turn }) => resolve(turn));
+  });
+  const { turn } = await client.request("turn/start", {
+    threadId: thread.id,
+    input: [{ type: "text", text: prompt, text_elements: [] }],
+  });
+  print("turnStarted", { turnId: turn.id });
+  const done = await completed;
+  process.stderr.write("\n");
+  print("turnCompleted", { status: done.status, error: done.error, text });
+}
+
 async function main() {
   const started = process.env.AUTHBRIDGE_SERVER_JSON
     ? { server: JSON.parse(readFileSync(process.env.AUTHBRIDGE_SERVER_JSON, "utf8")), stop: async () => {} }
@@ -84,6 +123,8 @@ async function main() {
     } catch (error) {
       print("rateLimitsFailed", { code: error.code, message: error.message });
     }
+
+    await runTurn(client, process.env.PROMPT ?? "What time is it? /tool");
   } finally {
     client.close();
     await stop();

@@ -2,7 +2,7 @@
 //! both routes (streamed), the usage endpoint, and a record of every request. The test suite
 //! drives it with scripted replies; `authbridge dev-backend` serves it for building a UI without
 //! an account or a network (a message containing `/tool`, `/401` or `/slow` asks for a tool
-//! call, an unauthorized answer or a slow stream).
+//! call, one unauthorized answer — the retry after a token refresh succeeds — or a slow stream).
 
 mod script;
 
@@ -63,6 +63,8 @@ struct Shared {
     gap: Duration,
     /// Opened once per paused stream that may go on.
     gate: tokio::sync::Semaphore,
+    /// Bodies already answered 401 for `/401` (their retry succeeds).
+    refused_once: Mutex<std::collections::HashSet<u64>>,
 }
 
 impl FakeBackend {
@@ -89,6 +91,7 @@ impl FakeBackend {
             responses: AtomicUsize::new(0),
             gap: slow_gap,
             gate: tokio::sync::Semaphore::new(0),
+            refused_once: Mutex::default(),
         });
         let app = Router::new()
             .route("/backend-api/codex/responses", post(responses))
@@ -233,7 +236,7 @@ fn next_reply(shared: &Shared, body: &Value) -> Reply {
         return reply;
     }
     let last = last_user_text(body);
-    if last.contains("/401") {
+    if last.contains("/401") && first_time(shared, body) {
         Reply::unauthorized()
     } else if last.contains("/slow") {
         Reply::Slow {
@@ -249,6 +252,19 @@ fn next_reply(shared: &Shared, body: &Value) -> Reply {
     } else {
         Reply::Ok
     }
+}
+
+/// Whether this body was never answered with `/401`'s 401 before (its retry after a token
+/// refresh is identical and succeeds).
+fn first_time(shared: &Shared, body: &Value) -> bool {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.to_string().hash(&mut hasher);
+    shared
+        .refused_once
+        .lock()
+        .expect("refused lock")
+        .insert(hasher.finish())
 }
 
 fn last_user_text(body: &Value) -> String {

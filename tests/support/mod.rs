@@ -676,6 +676,13 @@ impl Child {
         Self::spawn_command(command, args, env).await
     }
 
+    /// Starts `authbridge <args>` as given (any subcommand) without waiting for anything.
+    pub async fn spawn_exactly(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut command = tokio::process::Command::new(binary());
+        command.args(args);
+        Self::spawn_command(command, &["stdio://"], env).await
+    }
+
     /// Like [`Child::spawn`], with the process's open-file limit lowered to `limit`.
     pub async fn spawn_with_fd_limit(limit: u32, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut command = tokio::process::Command::new("bash");
