@@ -14,12 +14,14 @@
 
 mod driver;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use driver::process::{
+    Server, authbridge_binary, machine, pin_driver, spawn_authbridge, spawn_floor,
+};
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 const SHAPES: &str = "1x1,4x16,16x8";
 
@@ -89,62 +91,6 @@ fn main() {
     });
 }
 
-/// On machines with two or more cores, servers run on CPU 0 and this driver on CPU 1 (via
-/// `taskset`), so the two never compete for a core and runs are comparable. `--pin no` disables it.
-fn pinning() -> bool {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    cores >= 2 && Command::new("taskset").arg("-V").output().is_ok()
-}
-
-fn pin_driver() {
-    if pinning() {
-        let _ = Command::new("taskset")
-            .args(["-cp", "1", &std::process::id().to_string()])
-            .stdout(Stdio::null())
-            .status();
-        PINNED.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-static PINNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// A command for a server process: on CPU 0 when the driver is pinned.
-fn server_command(program: &std::path::Path) -> Command {
-    if PINNED.load(std::sync::atomic::Ordering::Relaxed) {
-        let mut command = Command::new("taskset");
-        command.args(["-c", "0"]).arg(program);
-        command
-    } else {
-        Command::new(program)
-    }
-}
-
-fn machine() {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".into());
-    let cores = std::fs::read_to_string("/proc/cpuinfo")
-        .map(|info| info.lines().filter(|l| l.starts_with("processor")).count())
-        .unwrap_or(0);
-    let pinned = if PINNED.load(std::sync::atomic::Ordering::Relaxed) {
-        "servers pinned to CPU 0, the driver to CPU 1"
-    } else {
-        "no CPU pinning"
-    };
-    println!(
-        "## Machine\n\n{cores} cores, {cpu}, {} {}; {pinned}\n",
-        std::env::consts::OS,
-        std::env::consts::ARCH
-    );
-}
-
 /// The floor server, run as a child process: `load serve-floor` prints its port.
 fn serve_floor() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -159,80 +105,6 @@ fn serve_floor() {
         );
         driver::serve_floor(listener).await;
     });
-}
-
-/// A server child process and how to reach it.
-struct Server {
-    child: Child,
-    url: String,
-    token: Option<String>,
-    _home: Option<tempfile::TempDir>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn_floor() -> Server {
-    let mut child = server_command(&std::env::current_exe().unwrap())
-        .arg("serve-floor")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line.trim().rsplit(' ').next().unwrap();
-    Server {
-        child,
-        url: format!("ws://127.0.0.1:{port}/"),
-        token: None,
-        _home: None,
-    }
-}
-
-fn authbridge_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_authbridge"))
-}
-
-fn spawn_authbridge(extra: &[&str]) -> Server {
-    let home = tempfile::tempdir().unwrap();
-    let mut child = server_command(&authbridge_binary())
-        .args([
-            "serve",
-            "--home",
-            home.path().to_str().unwrap(),
-            "--listen",
-            "ws://127.0.0.1:0",
-        ])
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.starts_with("authbridge listening on ") {
-        line.clear();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "authbridge did not start"
-        );
-    }
-    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    let info: Value =
-        serde_json::from_str(&std::fs::read_to_string(home.path().join("server.json")).unwrap())
-            .unwrap();
-    Server {
-        child,
-        url: info["url"].as_str().unwrap().to_owned(),
-        token: info["token"].as_str().map(str::to_owned),
-        _home: Some(home),
-    }
 }
 
 /// One run, and the server's CPU time per reply over it (µs; user + system, from /proc).

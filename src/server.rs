@@ -196,7 +196,8 @@ impl Core {
             http,
         );
         let runners = TaskTracker::new();
-        let idle = Arc::new(Notify::new());
+        let disconnects = Arc::new(Notify::new());
+        let (ended, turn_ends) = tokio::sync::mpsc::unbounded_channel();
         let store = Store::open(&config.home).inspect_err(|err| {
             tracing::warn!(error = %err, "stored threads are unavailable; accounts and ephemeral threads still work");
         });
@@ -207,13 +208,17 @@ impl Core {
                 credentials: credentials.clone(),
                 backend: backend.clone(),
                 hub: hub.clone(),
-                idle: idle.clone(),
+                ended,
             }),
             store,
             runners.clone(),
             shutdown.clone(),
         ));
-        tokio::spawn(threads.clone().unload_when_idle(idle.clone()));
+        tokio::spawn(
+            threads
+                .clone()
+                .unload_when_idle(disconnects.clone(), turn_ends),
+        );
         let proxy = config.proxy.enabled.then(|| {
             Arc::new(Proxy::new(
                 config.clone(),
@@ -250,7 +255,7 @@ impl Core {
             shutdown,
             shutdown_grace: config.server.shutdown_grace,
             background: runners,
-            disconnects: idle,
+            disconnects,
         }));
         Ok(Self {
             rpc,

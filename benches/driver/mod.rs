@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod process;
+pub mod turns;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;

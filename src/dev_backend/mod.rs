@@ -22,8 +22,8 @@ use futures::Stream;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-pub use script::Reply;
 use script::{BodyEnd, Rendered, rate_limit_headers, render};
+pub use script::{Reply, STAMP_DIGITS};
 
 /// A request the fake received.
 #[derive(Clone, Debug)]
@@ -101,6 +101,10 @@ impl FakeBackend {
             .route("/gate/open", post(open_gate))
             .with_state(shared.clone());
         tokio::spawn(async move {
+            // Small SSE writes must not wait for Nagle's algorithm.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             let _ = axum::serve(listener, app).await;
         });
         Ok(Self { addr, shared })
@@ -153,6 +157,11 @@ impl FakeBackend {
     pub async fn wait_for_requests(&self, n: usize) {
         let mut count = self.shared.request_count.subscribe();
         let _ = count.wait_for(|count| *count >= n).await;
+    }
+
+    /// How many streams the client dropped before they ended, so far.
+    pub fn closed_streams(&self) -> usize {
+        *self.shared.closed_early.borrow()
     }
 
     /// Waits until at least `n` streams were dropped by the client before they ended.
@@ -350,7 +359,7 @@ fn async_stream(
                     return None;
                 }
                 match events.next() {
-                    Some(event) => {
+                    Some(mut event) => {
                         if event.gated
                             && let Ok(permit) = shared.gate.acquire().await
                         {
@@ -358,6 +367,10 @@ fn async_stream(
                         }
                         if !event.delay.is_zero() {
                             tokio::time::sleep(event.delay).await;
+                        }
+                        if event.stamped {
+                            let len = event.data["delta"].as_str().map_or(0, str::len);
+                            event.data["delta"] = Value::String(script::stamp(len));
                         }
                         let kind = event.data["type"].as_str().unwrap_or("message").to_owned();
                         let frame = format!("event: {kind}\ndata: {}\n\n", event.data);

@@ -16,6 +16,14 @@ pub enum Reply {
     /// `Hello`, then nothing until the gate opens ([`super::FakeBackend::open_gate`] or
     /// `POST /gate/open`), then ` world.` and completion: proves a relay does not buffer.
     Paused,
+    /// A message of `deltas` deltas of `size` bytes `gap` apart (0: as fast as possible), each
+    /// starting with its send time (20 digits of unix nanoseconds), then completion: benchmarks
+    /// compute each delta's one-way lag from it.
+    Timed {
+        deltas: usize,
+        size: usize,
+        gap: Duration,
+    },
     /// A message of `deltas` deltas `gap` apart, then completion (interrupts, benchmarks).
     Slow { deltas: usize, gap: Duration },
     /// A message with two deltas, then the connection drops.
@@ -57,11 +65,13 @@ impl Reply {
     }
 }
 
-/// One SSE event to send, after `delay` (and, if `gated`, once the gate opens).
+/// One SSE event to send, after `delay` (and, if `gated`, once the gate opens). A `stamped`
+/// delta's text is replaced, as it is sent, by its send time padded to the same length.
 #[derive(Clone, Debug)]
 pub struct Event {
     pub delay: Duration,
     pub gated: bool,
+    pub stamped: bool,
     pub data: Value,
 }
 
@@ -124,6 +134,29 @@ pub fn render(reply: &Reply, n: usize) -> Rendered {
                 },
             }
         }
+        Reply::Timed { deltas, size, gap } => {
+            let placeholder = ".".repeat((*size).max(STAMP_DIGITS));
+            let texts = vec![placeholder.as_str(); *deltas];
+            let mut all: Vec<Event> = vec![immediate(created(n))];
+            for event in message(n, 0, &texts) {
+                let delta = event["type"] == "response.output_text.delta";
+                all.push(Event {
+                    delay: if delta { *gap } else { Duration::ZERO },
+                    gated: false,
+                    stamped: delta,
+                    data: event,
+                });
+            }
+            all.push(immediate(completed(n)));
+            Rendered {
+                status: 200,
+                rate_limit_headers: false,
+                body: Body::Events {
+                    events: all,
+                    end: BodyEnd::Clean,
+                },
+            }
+        }
         Reply::Message(text) => Rendered {
             status: 200,
             rate_limit_headers: false,
@@ -145,6 +178,7 @@ pub fn render(reply: &Reply, n: usize) -> Rendered {
                 all.push(Event {
                     delay,
                     gated: false,
+                    stamped: false,
                     data: event,
                 });
             }
@@ -223,6 +257,7 @@ fn immediate(data: Value) -> Event {
     Event {
         delay: Duration::ZERO,
         gated: false,
+        stamped: false,
         data,
     }
 }
@@ -307,4 +342,19 @@ pub fn final_response(rendered: &Rendered) -> (u16, String) {
         500,
         json!({"error": {"message": "the stream did not complete"}}).to_string(),
     )
+}
+
+/// Digits of a stamped delta's send time.
+pub const STAMP_DIGITS: usize = 20;
+
+/// A stamped delta's text: now in unix nanoseconds, zero-padded, then dots up to `len`.
+pub fn stamp(len: usize) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_nanos());
+    let mut text = format!("{now:0width$}", width = STAMP_DIGITS);
+    while text.len() < len {
+        text.push('.');
+    }
+    text
 }

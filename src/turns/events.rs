@@ -4,8 +4,10 @@
 //! record, in stream order; the runner publishes each step as soon as it is returned. Items are
 //! tracked so deltas name the right item and `item/completed` carries the finished text.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::protocol::{ThreadItem, TokenUsageBreakdown};
@@ -82,7 +84,70 @@ pub struct ResponseEvents {
     by_index: HashMap<u64, String>,
 }
 
+/// The members of a delta event, read without building a JSON tree (deltas are most of a
+/// stream).
+#[derive(Deserialize)]
+struct DeltaEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(default, borrow)]
+    delta: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    item_id: Option<Cow<'a, str>>,
+    #[serde(default)]
+    output_index: Option<u64>,
+    #[serde(default)]
+    summary_index: Option<i64>,
+    #[serde(default)]
+    content_index: Option<i64>,
+}
+
 impl ResponseEvents {
+    /// The steps for one event's `data:` text; `None` if it is not a JSON object. Deltas take a
+    /// fast path; every other event is read as JSON and goes to [`ResponseEvents::handle`].
+    pub fn handle_text(
+        &mut self,
+        data: &str,
+        new_id: impl FnOnce() -> String,
+    ) -> Option<Vec<Step>> {
+        if let Ok(event) = serde_json::from_str::<DeltaEvent<'_>>(data)
+            && let Some(delta) = &event.delta
+        {
+            let item_id = || {
+                event
+                    .item_id
+                    .as_deref()
+                    .map(str::to_owned)
+                    .or_else(|| {
+                        event
+                            .output_index
+                            .and_then(|index| self.by_index.get(&index).cloned())
+                    })
+                    .unwrap_or_default()
+            };
+            let step = match &*event.kind {
+                "response.output_text.delta" | "response.refusal.delta" => Step::AgentDelta {
+                    item_id: item_id(),
+                    delta: delta.clone().into_owned(),
+                },
+                "response.reasoning_summary_text.delta" => Step::SummaryDelta {
+                    item_id: item_id(),
+                    delta: delta.clone().into_owned(),
+                    summary_index: event.summary_index.unwrap_or(0),
+                },
+                "response.reasoning_text.delta" => Step::ReasoningDelta {
+                    item_id: item_id(),
+                    delta: delta.clone().into_owned(),
+                    content_index: event.content_index.unwrap_or(0),
+                },
+                _ => return Some(Vec::new()),
+            };
+            return Some(vec![step]);
+        }
+        let event: Value = serde_json::from_str(data).ok()?;
+        event.is_object().then(|| self.handle(&event, new_id))
+    }
+
     /// The steps for one event. Unknown or irrelevant types yield nothing.
     pub fn handle(&mut self, event: &Value, new_id: impl FnOnce() -> String) -> Vec<Step> {
         let kind = event["type"].as_str().unwrap_or_default();

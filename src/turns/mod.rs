@@ -25,7 +25,7 @@ mod turn_ops;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
@@ -129,11 +129,23 @@ impl Threads {
 
     /// Unloads every idle thread (no running turn, no open subscriber) and closes its lease.
     pub async fn unload_idle(&self) {
+        self.unload_where(|_| true).await;
+    }
+
+    /// Unloads the thread `id` if it is idle.
+    async fn unload_if_idle(&self, id: Uuid) {
+        self.unload_where(|candidate| *candidate == id).await;
+    }
+
+    async fn unload_where(&self, candidate: impl Fn(&Uuid) -> bool) {
         let _leases = self.lease_lock.lock().await;
         let unloaded: Vec<(Uuid, bool)> = {
             let mut loaded = self.loaded.lock().expect("threads lock");
             let mut gone = Vec::new();
             loaded.retain(|id, thread| {
+                if !candidate(id) {
+                    return true;
+                }
                 let mut state = thread.lock();
                 if !state.is_idle() {
                     return true;
@@ -153,13 +165,22 @@ impl Threads {
         }
     }
 
-    /// Unloads idle threads whenever `wake` says something may have become idle (a connection
-    /// closed, a turn ended), until shutdown.
-    pub async fn unload_when_idle(self: Arc<Self>, wake: Arc<Notify>) {
+    /// Unloads idle threads when something may have made them idle — a connection closed (all
+    /// are looked at) or a thread's turn ended (that one is) — until shutdown.
+    pub async fn unload_when_idle(
+        self: Arc<Self>,
+        disconnects: Arc<Notify>,
+        mut ended: mpsc::UnboundedReceiver<Uuid>,
+    ) {
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
-                _ = wake.notified() => self.unload_idle().await,
+                _ = disconnects.notified() => self.unload_idle().await,
+                Some(id) = ended.recv() => {
+                    if self.loaded.lock().expect("threads lock").contains_key(&id) {
+                        self.unload_if_idle(id).await;
+                    }
+                }
             }
         }
     }

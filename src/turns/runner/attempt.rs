@@ -9,7 +9,6 @@ use bytes::Bytes;
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::Response;
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::{Sampled, Scope};
@@ -104,24 +103,40 @@ impl Scope<'_> {
         let mut reader = ResponseEvents::default();
         let mut started: HashMap<String, i64> = HashMap::new();
         let mut calls = Vec::new();
+        // One timer for the stream: when it fires, it is re-armed from the last event unless
+        // the stream really was silent that long (cheaper than a timer per event).
+        let idle = tokio::time::sleep(STREAM_IDLE);
+        tokio::pin!(idle);
+        let mut last_event = tokio::time::Instant::now();
         loop {
-            let event = match tokio::time::timeout(STREAM_IDLE, events.next()).await {
-                Err(_) => return Err(AttemptFailure::disconnected("idle timeout waiting for SSE")),
-                Ok(None) => return Err(AttemptFailure::closed_early()),
-                Ok(Some(Err(error))) => return Err(AttemptFailure::disconnected(error)),
-                Ok(Some(Ok(event))) => event,
+            let event = tokio::select! {
+                biased;
+                event = events.next() => event,
+                () = &mut idle => {
+                    if last_event.elapsed() >= STREAM_IDLE {
+                        return Err(AttemptFailure::disconnected("idle timeout waiting for SSE"));
+                    }
+                    idle.as_mut().reset(last_event + STREAM_IDLE);
+                    continue;
+                }
+            };
+            last_event = tokio::time::Instant::now();
+            let event = match event {
+                None => return Err(AttemptFailure::closed_early()),
+                Some(Err(error)) => return Err(AttemptFailure::disconnected(error)),
+                Some(Ok(event)) => event,
             };
             if event.data.is_empty() || event.data == "[DONE]" {
                 continue;
             }
-            let Ok(value) = serde_json::from_str::<Value>(&event.data) else {
+            let Some(steps) = reader.handle_text(&event.data, || Uuid::now_v7().to_string()) else {
                 tracing::debug!(
                     event = event.event,
                     "ignoring an SSE event that is not JSON"
                 );
                 continue;
             };
-            for step in reader.handle(&value, || Uuid::now_v7().to_string()) {
+            for step in steps {
                 match step {
                     Step::Completed { usage } => return Ok((usage, calls)),
                     Step::Failed(failure) => return Err(AttemptFailure::from_event(&failure)),

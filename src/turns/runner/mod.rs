@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 use serde_json::Value;
-use tokio::sync::{Notify, OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::account::credentials::Credentials;
@@ -34,8 +34,8 @@ pub struct TurnContext {
     pub credentials: Arc<Credentials>,
     pub backend: BackendClient,
     pub hub: Arc<Hub>,
-    /// Told whenever a turn ends: its thread may now be idle (and unloaded).
-    pub idle: Arc<Notify>,
+    /// Told the thread's id whenever a turn ends: it may now be idle (and unloaded).
+    pub ended: mpsc::UnboundedSender<uuid::Uuid>,
 }
 
 /// The turn's first user message, already stored with the turn; the task announces it.
@@ -120,7 +120,7 @@ impl TurnTask {
         scope.finish(ending).await;
         self.finished.cancel();
         drop(self.permit);
-        ctx.idle.notify_one();
+        let _ = ctx.ended.send(thread.id);
     }
 
     /// Model steps until the model answers without tool calls, or the turn fails or is

@@ -1,0 +1,393 @@
+//! Streaming turns: what authbridge adds between a UI and the model, measured against the floor
+//! (the same client reading the fake backend's SSE directly). Prints Markdown for
+//! docs/BENCHMARKS.md.
+//!
+//! ```text
+//! cargo bench --bench turns                 # everything (a few minutes)
+//! cargo bench --bench turns -- lag          # per-delta lag and time to first delta, 1 ms gap
+//! cargo bench --bench turns -- throughput   # deltas/s at gap 0, 8 clients
+//! cargo bench --bench turns -- history      # one thread whose history grows vs a fresh thread per turn
+//! cargo bench --bench turns -- scale        # 1024 concurrent streaming turns: errors and RSS
+//! cargo bench --bench turns -- interrupt    # turn/interrupt → turn/completed
+//! cargo bench --bench turns -- storm        # 1000 turns on one stale host-owned token
+//!     [--duration 5] [--warmup 1] [--pin no]
+//! ```
+//!
+//! The fake backend runs in this process (on the driver's CPU); authbridge runs as a child on
+//! CPU 0. Every delta carries its send time, so lag is one-way, on one clock.
+
+mod driver;
+
+use std::time::Duration;
+
+use authbridge::dev_backend::{FakeBackend, Reply};
+use driver::process::{Server, machine, pin_driver, spawn_authbridge};
+use driver::turns::{TurnLoad, TurnReport, interrupts, run_floor, run_turns};
+
+struct Options {
+    command: String,
+    flags: Vec<(String, String)>,
+}
+
+impl Options {
+    fn parse() -> Self {
+        let mut args = std::env::args().skip(1).filter(|arg| arg != "--bench");
+        let command = args.next().unwrap_or_else(|| "all".to_owned());
+        let rest: Vec<String> = args.collect();
+        let flags = rest
+            .chunks(2)
+            .map(|pair| {
+                (
+                    pair[0].trim_start_matches("--").to_owned(),
+                    pair.get(1).cloned().unwrap_or_default(),
+                )
+            })
+            .collect();
+        Self { command, flags }
+    }
+
+    fn number(&self, name: &str, default: f64) -> f64 {
+        self.flags
+            .iter()
+            .find(|(key, _)| key == name)
+            .map_or(default, |(_, value)| value.parse().expect("a number"))
+    }
+
+    fn pin(&self) -> bool {
+        !self
+            .flags
+            .iter()
+            .any(|(key, value)| key == "pin" && value == "no")
+    }
+}
+
+/// The fake backend and an authbridge child pointed at it.
+struct Bench {
+    backend: FakeBackend,
+    bridge: Server,
+    warmup: Duration,
+    duration: Duration,
+}
+
+impl Bench {
+    async fn start(options: &Options) -> Self {
+        let backend = FakeBackend::start().await.expect("the fake backend starts");
+        let mut args: Vec<String> = Vec::new();
+        for item in backend.overrides() {
+            args.extend(["-c".to_owned(), item]);
+        }
+        for item in [
+            "turns.max_concurrent=4000",
+            "backend.max_concurrent=4096",
+            "server.max_connections=1000",
+            "server.max_in_flight_per_connection=1000",
+            "model.retry_base_delay_ms=1",
+        ] {
+            args.extend(["-c".to_owned(), item.to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Self {
+            bridge: spawn_authbridge(&args),
+            backend,
+            warmup: Duration::from_secs_f64(options.number("warmup", 1.0)),
+            duration: Duration::from_secs_f64(options.number("duration", 5.0)),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.bridge.child.id()
+    }
+
+    fn load(&self, connections: usize, threads: usize) -> TurnLoad {
+        TurnLoad {
+            url: self.bridge.url.clone(),
+            token: self.bridge.token.clone(),
+            connections,
+            threads,
+            fresh_thread: true,
+            turns_per_slot: None,
+            login: true,
+            warmup: self.warmup,
+            duration: self.duration,
+        }
+    }
+
+    fn stream(&self, deltas: usize, size: usize, gap: Duration) {
+        self.backend
+            .set_fallback(Some(Reply::Timed { deltas, size, gap }));
+    }
+
+    /// A run through authbridge, with its CPU per delta (µs) and RSS at the end (MiB).
+    async fn through_authbridge(&self, load: &TurnLoad) -> (TurnReport, f64, f64) {
+        let cpu_before = driver::cpu_seconds(self.pid()).unwrap_or(0.0);
+        let report = run_turns(load).await;
+        let cpu = driver::cpu_seconds(self.pid()).unwrap_or(0.0) - cpu_before;
+        let rss = driver::rss_bytes(self.pid()).unwrap_or(0) as f64 / 1048576.0;
+        let per_delta = cpu * 1e6 / report.deltas.max(1) as f64;
+        (report, per_delta, rss)
+    }
+
+    async fn floor(&self, concurrency: usize) -> TurnReport {
+        run_floor(
+            &format!("{}/v1", self.backend.url()),
+            concurrency,
+            self.warmup,
+            self.duration,
+        )
+        .await
+    }
+}
+
+fn main() {
+    let options = Options::parse();
+    if options.pin() {
+        pin_driver();
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let bench = Bench::start(&options).await;
+        let all = options.command == "all";
+        if all {
+            machine();
+        }
+        if all || options.command == "lag" {
+            lag(&bench).await;
+        }
+        if all || options.command == "throughput" {
+            throughput(&bench).await;
+        }
+        if all || options.command == "history" {
+            history(&bench).await;
+        }
+        if all || options.command == "interrupt" {
+            interrupt(&bench).await;
+        }
+        if all || options.command == "storm" {
+            storm(&options).await;
+        }
+        if all || options.command == "scale" {
+            scale(&options).await;
+        }
+    });
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+async fn lag(bench: &Bench) {
+    println!(
+        "## Per-delta lag and time to first delta (100 deltas of 32 B, 1 ms apart; a fresh thread per turn)\n"
+    );
+    println!(
+        "| streaming turns | floor lag p50 / p99 / p99.9 (µs) | authbridge lag p50 / p99 / p99.9 (µs) | added p50 / p99 (µs) | floor first delta p50 / p99 (ms) | authbridge first delta p50 / p99 (ms) | added p50 (ms) | deltas/s floor / authbridge | errors | server CPU per delta (µs) | server RSS (MiB) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let deltas = std::env::var("LAG_DELTAS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    bench.stream(deltas, 32, Duration::from_millis(1));
+    for (connections, threads) in [(1, 1), (8, 8)] {
+        let concurrency = connections * threads;
+        let floor = bench.floor(concurrency).await;
+        let (bridge, cpu, rss) = bench
+            .through_authbridge(&bench.load(connections, threads))
+            .await;
+        println!(
+            "| {concurrency} | {} / {} / {} | {} / {} / {} | {} / {} | {} / {} | {} / {} | {} | {:.0} / {:.0} | {} | {cpu:.1} | {rss:.1} |",
+            floor.lag_us(50.0),
+            floor.lag_us(99.0),
+            floor.lag_us(99.9),
+            bridge.lag_us(50.0),
+            bridge.lag_us(99.0),
+            bridge.lag_us(99.9),
+            bridge.lag_us(50.0) as i64 - floor.lag_us(50.0) as i64,
+            bridge.lag_us(99.0) as i64 - floor.lag_us(99.0) as i64,
+            ms(floor.first_delta_us(50.0)),
+            ms(floor.first_delta_us(99.0)),
+            ms(bridge.first_delta_us(50.0)),
+            ms(bridge.first_delta_us(99.0)),
+            ms(bridge
+                .first_delta_us(50.0)
+                .saturating_sub(floor.first_delta_us(50.0))),
+            floor.deltas_per_second(),
+            bridge.deltas_per_second(),
+            floor.errors + bridge.errors,
+        );
+    }
+    println!();
+}
+
+async fn throughput(bench: &Bench) {
+    println!("## Throughput at gap 0 (500 deltas of 32 B as fast as the fake sends; 8 clients)\n");
+    println!(
+        "| | deltas/s | turns/s | lag p50 / p99 / p99.9 (µs) | errors | server CPU per delta (µs) |"
+    );
+    println!("|---|---|---|---|---|---|");
+    bench.stream(500, 32, Duration::ZERO);
+    let floor = bench.floor(8).await;
+    let (bridge, cpu, _) = bench.through_authbridge(&bench.load(8, 1)).await;
+    for (name, report, cpu) in [("floor", &floor, None), ("authbridge", &bridge, Some(cpu))] {
+        println!(
+            "| {name} | {:.0} | {:.1} | {} / {} / {} | {} | {} |",
+            report.deltas_per_second(),
+            report.turns_per_second(),
+            report.lag_us(50.0),
+            report.lag_us(99.0),
+            report.lag_us(99.9),
+            report.errors,
+            cpu.map_or("".to_owned(), |cpu| format!("{cpu:.1}")),
+        );
+    }
+    println!(
+        "\nauthbridge relays {:.2}× the floor's deltas/s.\n",
+        bridge.deltas_per_second() / floor.deltas_per_second().max(1.0)
+    );
+}
+
+async fn history(bench: &Bench) {
+    println!("## History growth (1 client, 20 deltas of 32 B at gap 0)\n");
+    println!("| | turns/s | first delta p50 / p99 (ms) | errors |");
+    println!("|---|---|---|---|");
+    bench.stream(20, 32, Duration::ZERO);
+    for fresh in [true, false] {
+        let mut load = bench.load(1, 1);
+        load.fresh_thread = fresh;
+        let (report, _, _) = bench.through_authbridge(&load).await;
+        println!(
+            "| {} | {:.0} | {} / {} | {} |",
+            if fresh {
+                "a fresh thread per turn"
+            } else {
+                "one thread, history growing every turn"
+            },
+            report.turns_per_second(),
+            ms(report.first_delta_us(50.0)),
+            ms(report.first_delta_us(99.0)),
+            report.errors
+        );
+    }
+    println!();
+}
+
+async fn interrupt(bench: &Bench) {
+    let rounds = 50;
+    bench.stream(10_000, 32, Duration::from_millis(1));
+    let closed_before = bench.backend.closed_streams();
+    let (latency, errors) =
+        interrupts(&bench.bridge.url, bench.bridge.token.as_deref(), rounds).await;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        bench
+            .backend
+            .wait_for_closed_streams(closed_before + rounds),
+    )
+    .await
+    .expect("the backend saw every interrupted stream close");
+    println!("## turn/interrupt → turn/completed (interrupted), {rounds} turns\n");
+    println!("| p50 (ms) | p99 (ms) | max (ms) | errors | upstream streams closed |");
+    println!("|---|---|---|---|---|");
+    println!(
+        "| {} | {} | {} | {errors} | {rounds} of {rounds} |\n",
+        ms(latency.value_at_quantile(0.5)),
+        ms(latency.value_at_quantile(0.99)),
+        ms(latency.max())
+    );
+}
+
+async fn storm(options: &Options) {
+    println!(
+        "## Refresh storm with turns: 1000 turns at once on one stale host-owned token (the owner answers at once)\n"
+    );
+    println!(
+        "| token | refresh requests | backend requests | errors | first delta p50 / p99 (ms) |"
+    );
+    println!("|---|---|---|---|---|");
+    for stale in [false, true] {
+        // A fresh server each time: the token is stale until the first refresh.
+        let bench = Bench::start(options).await;
+        bench.stream(5, 32, Duration::ZERO);
+        bench.backend.accept_bearers(&["fresh-token"]);
+        let owner = driver::Owner::connect(
+            &bench.bridge.url,
+            bench.bridge.token.as_deref(),
+            Duration::ZERO,
+        )
+        .await;
+        owner
+            .login(if stale { "stale-token" } else { "fresh-token" })
+            .await;
+        let mut load = bench.load(10, 100);
+        load.login = false;
+        load.turns_per_slot = Some(1);
+        load.warmup = Duration::ZERO;
+        let (report, _, _) = bench.through_authbridge(&load).await;
+        println!(
+            "| {} | {} | {} | {} | {} / {} |",
+            if stale { "stale" } else { "valid" },
+            owner
+                .refresh_requests
+                .load(std::sync::atomic::Ordering::Relaxed),
+            bench.backend.requests().len(),
+            report.errors,
+            ms(report.first_delta_us(50.0)),
+            ms(report.first_delta_us(99.0)),
+        );
+    }
+    println!();
+}
+
+async fn scale(options: &Options) {
+    let bench = Bench::start(options).await;
+    let pid = bench.pid();
+    bench.stream(200, 32, Duration::from_millis(5));
+    // One warm connection first, so "idle" includes what every server has once it served.
+    let mut warm = bench.load(1, 1);
+    warm.turns_per_slot = Some(1);
+    warm.warmup = Duration::ZERO;
+    run_turns(&warm).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let idle = driver::rss_bytes(pid).unwrap_or(0);
+    let mut load = bench.load(64, 16);
+    load.turns_per_slot = Some(1);
+    load.warmup = Duration::ZERO;
+    let report = run_turns(&load).await;
+    let peak = high_water_mark(pid);
+    // The connections are gone: their threads unload, what the turns held is freed.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let after = driver::rss_bytes(pid).unwrap_or(0);
+    println!(
+        "## 1024 concurrent streaming turns (64 connections × 16 threads, 200 deltas 5 ms apart)\n"
+    );
+    println!(
+        "| turns completed | deltas | errors | lag p50 / p99 (µs) | RSS idle | RSS peak | RSS after | after / idle |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let mib = |bytes: u64| format!("{:.1} MiB", bytes as f64 / 1048576.0);
+    println!(
+        "| {} | {} | {} | {} / {} | {} | {} | {} | {:.2} |\n",
+        report.turns,
+        report.deltas,
+        report.errors,
+        report.lag_us(50.0),
+        report.lag_us(99.0),
+        mib(idle),
+        mib(peak),
+        mib(after),
+        after as f64 / idle.max(1) as f64
+    );
+}
+
+/// The process's RSS high-water mark (VmHWM).
+fn high_water_mark(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with("VmHWM:"))
+        .and_then(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
