@@ -5,6 +5,7 @@
 //! ```text
 //! cargo bench --bench turns                 # everything (a few minutes)
 //! cargo bench --bench turns -- lag          # per-delta lag and time to first delta, 1 ms gap
+//!     [--streams 64] [--deltas 100]         # one shape only (default: 1, then 64); deltas per turn
 //! cargo bench --bench turns -- throughput   # deltas/s at gap 0, 8 clients
 //! cargo bench --bench turns -- history      # one thread whose history grows vs a fresh thread per turn
 //! cargo bench --bench turns -- scale        # 1024 concurrent streaming turns: errors and RSS
@@ -21,7 +22,7 @@ mod driver;
 use std::time::Duration;
 
 use authbridge::dev_backend::{FakeBackend, Reply};
-use driver::process::{Server, machine, pin_driver, spawn_authbridge};
+use driver::process::{Server, machine, pin_driver, spawn_authbridge, spawn_self};
 use driver::turns::{TurnLoad, TurnReport, interrupts, run_floor, run_turns};
 
 struct Options {
@@ -65,6 +66,8 @@ impl Options {
 struct Bench {
     backend: FakeBackend,
     bridge: Server,
+    /// The relay floor, pointed at the same backend.
+    relay: Server,
     warmup: Duration,
     duration: Duration,
 }
@@ -86,8 +89,10 @@ impl Bench {
             args.extend(["-c".to_owned(), item.to_owned()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let base = format!("{}/v1", backend.url());
         Self {
             bridge: spawn_authbridge(&args),
+            relay: spawn_self(&["serve-relay", "--backend", &base]),
             backend,
             warmup: Duration::from_secs_f64(options.number("warmup", 1.0)),
             duration: Duration::from_secs_f64(options.number("duration", 5.0)),
@@ -105,6 +110,7 @@ impl Bench {
             connections,
             threads,
             fresh_thread: true,
+            ephemeral: false,
             turns_per_slot: None,
             login: true,
             warmup: self.warmup,
@@ -123,8 +129,22 @@ impl Bench {
         let report = run_turns(load).await;
         let cpu = driver::cpu_seconds(self.pid()).unwrap_or(0.0) - cpu_before;
         let rss = driver::rss_bytes(self.pid()).unwrap_or(0) as f64 / 1048576.0;
-        let per_delta = cpu * 1e6 / report.deltas.max(1) as f64;
+        let per_delta = cpu * 1e6 / report.all_deltas.max(1) as f64;
         (report, per_delta, rss)
+    }
+
+    /// The same load through the relay floor, with its CPU per delta (µs).
+    async fn through_relay(&self, load: &TurnLoad) -> (TurnReport, f64) {
+        let mut load = load.clone();
+        load.url = self.relay.url.clone();
+        load.token = None;
+        load.login = false;
+        let pid = self.relay.child.id();
+        let cpu_before = driver::cpu_seconds(pid).unwrap_or(0.0);
+        let report = run_turns(&load).await;
+        let cpu = driver::cpu_seconds(pid).unwrap_or(0.0) - cpu_before;
+        let per_delta = cpu * 1e6 / report.all_deltas.max(1) as f64;
+        (report, per_delta)
     }
 
     async fn floor(&self, concurrency: usize) -> TurnReport {
@@ -140,6 +160,9 @@ impl Bench {
 
 fn main() {
     let options = Options::parse();
+    if options.command == "serve-relay" {
+        return serve_relay(&options);
+    }
     if options.pin() {
         pin_driver();
     }
@@ -154,7 +177,7 @@ fn main() {
             machine();
         }
         if all || options.command == "lag" {
-            lag(&bench).await;
+            lag(&bench, &options).await;
         }
         if all || options.command == "throughput" {
             throughput(&bench).await;
@@ -174,49 +197,97 @@ fn main() {
     });
 }
 
+/// The relay floor, run as a child process: `turns serve-relay --backend <base>` prints its port.
+fn serve_relay(options: &Options) {
+    let base = options
+        .flags
+        .iter()
+        .find(|(key, _)| key == "backend")
+        .map(|(_, value)| value.clone())
+        .expect("--backend <base url>");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!(
+            "relay listening on {}",
+            listener.local_addr().unwrap().port()
+        );
+        driver::relay::serve_relay(listener, &base).await;
+    });
+}
+
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
-async fn lag(bench: &Bench) {
+async fn lag(bench: &Bench, options: &Options) {
+    let deltas = options.number("deltas", 100.0) as usize;
     println!(
-        "## Per-delta lag and time to first delta (100 deltas of 32 B, 1 ms apart; a fresh thread per turn)\n"
+        "## Per-delta lag and time to first delta ({deltas} deltas of 32 B, 1 ms apart; a fresh thread per turn)\n"
     );
     println!(
-        "| streaming turns | floor lag p50 / p99 / p99.9 (µs) | authbridge lag p50 / p99 / p99.9 (µs) | added p50 / p99 (µs) | floor first delta p50 / p99 (ms) | authbridge first delta p50 / p99 (ms) | added p50 (ms) | deltas/s floor / authbridge | errors | server CPU per delta (µs) | server RSS (MiB) |"
+        "| streaming turns | path | lag p50 / p99 / p99.9 (µs) | first delta p50 / p99 (ms) | deltas/s | errors | server CPU per delta (µs) | server RSS (MiB) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    let deltas = std::env::var("LAG_DELTAS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
+    println!("|---|---|---|---|---|---|---|---|");
     bench.stream(deltas, 32, Duration::from_millis(1));
-    for (connections, threads) in [(1, 1), (8, 8)] {
+    let shapes = match options.number("streams", 0.0) as usize {
+        0 => vec![(1, 1), (8, 8)],
+        1 => vec![(1, 1)],
+        streams => vec![(8, streams.div_ceil(8))],
+    };
+    let mut added = Vec::new();
+    for (connections, threads) in shapes {
         let concurrency = connections * threads;
+        let load = bench.load(connections, threads);
         let floor = bench.floor(concurrency).await;
-        let (bridge, cpu, rss) = bench
-            .through_authbridge(&bench.load(connections, threads))
-            .await;
+        let (relay, relay_cpu) = bench.through_relay(&load).await;
+        let (bridge, cpu, rss) = bench.through_authbridge(&load).await;
+        let mut ephemeral_load = load.clone();
+        ephemeral_load.ephemeral = true;
+        let (ephemeral, ephemeral_cpu, _) = bench.through_authbridge(&ephemeral_load).await;
+        for (name, report, cpu, rss) in [
+            ("direct floor", &floor, None, None),
+            ("relay floor", &relay, Some(relay_cpu), None),
+            ("authbridge", &bridge, Some(cpu), Some(rss)),
+            (
+                "authbridge, ephemeral threads",
+                &ephemeral,
+                Some(ephemeral_cpu),
+                None,
+            ),
+        ] {
+            println!(
+                "| {concurrency} | {name} | {} / {} / {} | {} / {} | {:.0} | {} | {} | {} |",
+                report.lag_us(50.0),
+                report.lag_us(99.0),
+                report.lag_us(99.9),
+                ms(report.first_delta_us(50.0)),
+                ms(report.first_delta_us(99.0)),
+                report.deltas_per_second(),
+                report.errors,
+                cpu.map_or(String::new(), |cpu| format!("{cpu:.1}")),
+                rss.map_or(String::new(), |rss: f64| format!("{rss:.1}")),
+            );
+        }
+        added.push((concurrency, floor, relay, bridge));
+    }
+    println!(
+        "\n| streaming turns | authbridge adds to lag p50 / p99 (µs), vs direct floor | vs relay floor | adds to first delta p50 (ms), vs direct floor | vs relay floor |"
+    );
+    println!("|---|---|---|---|---|");
+    let diff = |a: u64, b: u64| a as i64 - b as i64;
+    for (concurrency, floor, relay, bridge) in added {
         println!(
-            "| {concurrency} | {} / {} / {} | {} / {} / {} | {} / {} | {} / {} | {} / {} | {} | {:.0} / {:.0} | {} | {cpu:.1} | {rss:.1} |",
-            floor.lag_us(50.0),
-            floor.lag_us(99.0),
-            floor.lag_us(99.9),
-            bridge.lag_us(50.0),
-            bridge.lag_us(99.0),
-            bridge.lag_us(99.9),
-            bridge.lag_us(50.0) as i64 - floor.lag_us(50.0) as i64,
-            bridge.lag_us(99.0) as i64 - floor.lag_us(99.0) as i64,
-            ms(floor.first_delta_us(50.0)),
-            ms(floor.first_delta_us(99.0)),
-            ms(bridge.first_delta_us(50.0)),
-            ms(bridge.first_delta_us(99.0)),
-            ms(bridge
-                .first_delta_us(50.0)
-                .saturating_sub(floor.first_delta_us(50.0))),
-            floor.deltas_per_second(),
-            bridge.deltas_per_second(),
-            floor.errors + bridge.errors,
+            "| {concurrency} | {} / {} | {} / {} | {:.2} | {:.2} |",
+            diff(bridge.lag_us(50.0), floor.lag_us(50.0)),
+            diff(bridge.lag_us(99.0), floor.lag_us(99.0)),
+            diff(bridge.lag_us(50.0), relay.lag_us(50.0)),
+            diff(bridge.lag_us(99.0), relay.lag_us(99.0)),
+            diff(bridge.first_delta_us(50.0), floor.first_delta_us(50.0)) as f64 / 1000.0,
+            diff(bridge.first_delta_us(50.0), relay.first_delta_us(50.0)) as f64 / 1000.0,
         );
     }
     println!();

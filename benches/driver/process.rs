@@ -79,8 +79,14 @@ impl Drop for Server {
 }
 
 pub fn spawn_floor() -> Server {
+    spawn_self(&["serve-floor"])
+}
+
+/// This benchmark binary again, as a server child (`args` pick the mode); it prints
+/// `… listening on <port>` as its first line.
+pub fn spawn_self(args: &[&str]) -> Server {
     let mut child = server_command(&std::env::current_exe().unwrap())
-        .arg("serve-floor")
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();

@@ -28,6 +28,8 @@ pub struct TurnLoad {
     pub fresh_thread: bool,
     /// Turns per thread slot; `None`: as many as fit in the duration.
     pub turns_per_slot: Option<usize>,
+    /// `thread/start {ephemeral: true}`: threads the server never writes to its store.
+    pub ephemeral: bool,
     /// Each connection logs in with an API key first (else the account is someone else's).
     pub login: bool,
     pub warmup: Duration,
@@ -38,6 +40,8 @@ pub struct TurnLoad {
 pub struct TurnReport {
     pub turns: u64,
     pub deltas: u64,
+    /// Deltas including the warm-up's: what the server's CPU time over the whole run is divided by.
+    pub all_deltas: u64,
     pub errors: u64,
     pub elapsed: Duration,
     /// Per-delta one-way lag, µs.
@@ -51,6 +55,7 @@ impl TurnReport {
         Self {
             turns: 0,
             deltas: 0,
+            all_deltas: 0,
             errors: 0,
             elapsed: Duration::ZERO,
             lag: histogram(),
@@ -61,6 +66,7 @@ impl TurnReport {
     fn merge(&mut self, other: &TurnReport) {
         self.turns += other.turns;
         self.deltas += other.deltas;
+        self.all_deltas += other.all_deltas;
         self.errors += other.errors;
         self.lag.add(&other.lag).expect("same bounds");
         self.first_delta
@@ -190,7 +196,7 @@ async fn connection(load: &TurnLoad, measure_from: Instant, deadline: Instant) -
         starting.insert(next_id, slot);
         send(
             &mut socket,
-            json!({"id": next_id, "method": "thread/start", "params": {}}),
+            json!({"id": next_id, "method": "thread/start", "params": {"ephemeral": load.ephemeral}}),
         )
         .await;
         next_id += 1;
@@ -243,6 +249,7 @@ async fn connection(load: &TurnLoad, measure_from: Instant, deadline: Instant) -
                     }
                     report.deltas += 1;
                 }
+                report.all_deltas += 1;
                 state.first_seen = true;
             }
             "turn/completed" => {
@@ -265,7 +272,7 @@ async fn connection(load: &TurnLoad, measure_from: Instant, deadline: Instant) -
                     starting.insert(next_id, slot);
                     send(
                         &mut socket,
-                        json!({"id": next_id, "method": "thread/start", "params": {}}),
+                        json!({"id": next_id, "method": "thread/start", "params": {"ephemeral": load.ephemeral}}),
                     )
                     .await;
                     next_id += 1;

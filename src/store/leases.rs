@@ -20,9 +20,8 @@ impl Store {
     pub async fn acquire_lease(&self, thread_id: &str) -> Result<(), LeaseError> {
         let id = thread_id.to_owned();
         let held = self
-            .run(move |conn, owner| {
-                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                let holder: Option<(String, i64)> = tx
+            .write(move |conn, owner| {
+                let holder: Option<(String, i64)> = conn
                     .query_row(
                         "SELECT instance, pid FROM leases WHERE thread_id = ?1",
                         [&id],
@@ -35,11 +34,10 @@ impl Store {
                 {
                     return Ok(Some(pid));
                 }
-                tx.execute(
+                conn.prepare_cached(
                     "INSERT OR REPLACE INTO leases (thread_id, instance, pid) VALUES (?1, ?2, ?3)",
-                    params![id, owner.instance.id(), std::process::id()],
-                )?;
-                tx.commit()?;
+                )?
+                .execute(params![id, owner.instance.id(), std::process::id()])?;
                 Ok(None)
             })
             .await?;
@@ -55,23 +53,19 @@ impl Store {
     /// Closes `thread_id` in this process.
     pub async fn release_lease(&self, thread_id: &str) -> Result<(), StoreError> {
         let id = thread_id.to_owned();
-        self.run(move |conn, owner| {
-            conn.execute(
-                "DELETE FROM leases WHERE thread_id = ?1 AND instance = ?2",
-                params![id, owner.instance.id()],
-            )
-            .map(drop)
+        self.write(move |conn, owner| {
+            conn.prepare_cached("DELETE FROM leases WHERE thread_id = ?1 AND instance = ?2")?
+                .execute(params![id, owner.instance.id()])
+                .map(drop)
         })
         .await
     }
 
     pub(super) async fn release_all_leases(&self) -> Result<(), StoreError> {
-        self.run(|conn, owner| {
-            conn.execute(
-                "DELETE FROM leases WHERE instance = ?1",
-                [owner.instance.id()],
-            )
-            .map(drop)
+        self.write(|conn, owner| {
+            conn.prepare_cached("DELETE FROM leases WHERE instance = ?1")?
+                .execute([owner.instance.id()])
+                .map(drop)
         })
         .await
     }
@@ -93,16 +87,17 @@ pub(super) fn recover(conn: &mut Connection, owner: &Owner<'_>) -> rusqlite::Res
     instances.retain(|instance| !owner.instance.is_alive(instance));
     let mut marked = 0;
     for instance in &instances {
-        marked += tx.execute(
-            "UPDATE turns SET status = 'interrupted', instance = NULL
+        marked += tx
+            .prepare_cached(
+                "UPDATE turns SET status = 'interrupted', instance = NULL
              WHERE status = 'inProgress' AND instance = ?1",
-            [instance],
-        )?;
-        tx.execute("DELETE FROM leases WHERE instance = ?1", [instance])?;
+            )?
+            .execute([instance])?;
+        tx.prepare_cached("DELETE FROM leases WHERE instance = ?1")?
+            .execute([instance])?;
     }
     // A turn left without an owner at all cannot be running anywhere.
-    marked += tx.execute(
-        "UPDATE turns SET status = 'interrupted' WHERE status = 'inProgress' AND instance IS NULL",
+    marked += tx.prepare_cached("UPDATE turns SET status = 'interrupted' WHERE status = 'inProgress' AND instance IS NULL")?.execute(
         [],
     )?;
     tx.commit()?;

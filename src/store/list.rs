@@ -42,7 +42,7 @@ impl Store {
             Some(Some(after)) => Some(after),
             Some(None) => return Ok(Err(InvalidCursor)),
         };
-        self.run(move |conn, _| {
+        self.read(move |conn, _| {
             let key = if query.by_created {
                 "created_at_ms"
             } else {

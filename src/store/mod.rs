@@ -2,9 +2,10 @@
 //! bundled) shared safely by every authbridge process on the home and by outside readers.
 //!
 //! WAL, `synchronous=NORMAL`, a 5 s busy timeout, versioned migrations at open. Each write is
-//! one transaction at a turn boundary (thread created, turn started, item completed, turn
+//! atomic and happens at a turn boundary (thread created, turn started, item completed, turn
 //! ended), so a crash loses at most the part of a turn not yet committed. Work runs on the
-//! blocking pool: a write waiting on another process's lock never stalls the runtime. The file is
+//! store's own thread (`writer`), where writes that queue up share a commit: a write waiting on
+//! another process's lock never stalls the runtime. The file is
 //! never deleted, truncated, replaced or downgraded; if it cannot be used, [`Store::open`] says
 //! why and the caller serves everything else without it.
 
@@ -16,10 +17,12 @@ mod records;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -65,9 +68,24 @@ pub struct Store {
 }
 
 struct Inner {
-    conn: Mutex<Connection>,
+    jobs: Sender<writer::Job>,
+    thread: Option<std::thread::JoinHandle<()>>,
     path: PathBuf,
-    instance: Instance,
+    instance: Arc<Instance>,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: the thread finishes what was asked and closes the connection,
+    /// and only then does this process's instance lock go.
+    fn drop(&mut self) {
+        drop(std::mem::replace(
+            &mut self.jobs,
+            std::sync::mpsc::channel().0,
+        ));
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// What an operation sees besides the connection: who this process is.
@@ -113,50 +131,95 @@ impl Store {
                 "marked turns of stopped processes interrupted"
             );
         }
+        let instance = Arc::new(instance);
+        let (jobs, thread) = writer::spawn(conn, instance.clone()).map_err(|err| fail(&err))?;
         Ok(Self {
             inner: Arc::new(Inner {
-                conn: Mutex::new(conn),
+                jobs,
+                thread: Some(thread),
                 path,
                 instance,
             }),
         })
     }
 
-    /// Runs `op` on the connection, on the blocking pool.
-    async fn run<T, F>(&self, op: F) -> Result<T, StoreError>
+    /// Runs the write `op` on the store's thread, in a transaction it may share with other
+    /// writes; resolves once that transaction has committed.
+    async fn write<T, F>(&self, op: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Connection, &Owner<'_>) -> rusqlite::Result<T> + Send + 'static,
+        F: FnOnce(&Connection, &Owner<'_>) -> rusqlite::Result<T> + Send + 'static,
     {
-        let inner = self.inner.clone();
-        let outcome = tokio::task::spawn_blocking(move || {
-            let mut conn = inner.conn.lock().expect("store lock");
-            op(
-                &mut conn,
-                &Owner {
-                    instance: &inner.instance,
-                },
-            )
-        })
-        .await;
-        match outcome {
-            Ok(result) => result.map_err(|err| StoreError::new(&self.inner.path, err)),
-            Err(err) => Err(StoreError::new(&self.inner.path, err)),
+        self.submit(true, op).await
+    }
+
+    /// Runs the read `op` on the store's thread, after the writes asked for before it.
+    async fn read<T, F>(&self, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Owner<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        self.submit(false, op).await
+    }
+
+    async fn submit<T, F>(&self, write: bool, op: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Owner<'_>) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        let job = writer::Job {
+            write,
+            run: Box::new(move |database| {
+                let result = database.map(|(conn, owner)| op(conn, owner));
+                writer::Completion {
+                    succeeded: matches!(result, Some(Ok(_))),
+                    deliver: Box::new(move |transaction| {
+                        let outcome = match (result, transaction) {
+                            (Some(Ok(value)), Ok(())) => Ok(value),
+                            (Some(Err(err)), _) => Err(err.to_string()),
+                            (_, Err(reason)) => Err(reason),
+                            (None, Ok(())) => Err("the operation did not run".to_owned()),
+                        };
+                        let _ = reply.send(outcome);
+                    }),
+                }
+            }),
+        };
+        let stopped = || StoreError::new(&self.inner.path, "the store thread stopped");
+        self.inner.jobs.send(job).map_err(|_| stopped())?;
+        match outcome.await {
+            Ok(result) => result.map_err(|detail| StoreError::new(&self.inner.path, detail)),
+            Err(_) => Err(stopped()),
         }
     }
 
     /// Makes every later write that grows the file fail as on a full disk.
     #[cfg(test)]
     pub fn fill_up_for_tests(&self) {
-        let conn = self.inner.conn.lock().expect("store lock");
-        let pages: i64 = conn
-            .query_row("PRAGMA page_count", [], |row| row.get(0))
-            .expect("page count");
-        let _: i64 = conn
-            .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| {
-                row.get(0)
-            })
-            .expect("max page count");
+        let (done, filled) = std::sync::mpsc::channel();
+        let fill = move |conn: &Connection, _: &Owner<'_>| -> rusqlite::Result<()> {
+            let pages: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
+            let _: i64 =
+                conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| {
+                    row.get(0)
+                })?;
+            Ok(())
+        };
+        let job = writer::Job {
+            write: false,
+            run: Box::new(move |database| {
+                let (conn, owner) = database.expect("reads always run");
+                fill(conn, owner).expect("the store fills up");
+                let _ = done.send(());
+                writer::Completion {
+                    succeeded: true,
+                    deliver: Box::new(|_| {}),
+                }
+            }),
+        };
+        self.inner.jobs.send(job).expect("the store thread runs");
+        filled.recv().expect("the store fills up");
     }
 
     /// At exit: this process's leases go, and its instance file.

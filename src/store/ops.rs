@@ -1,8 +1,8 @@
-//! The store's reads and writes, each one transaction (TURNS §25.2): a thread at `thread/start`,
+//! The store's reads and writes, each atomic (TURNS §25.2): a thread at `thread/start`,
 //! a turn with its user message at turn start, each completed item with its replay items, the
 //! turn's end with the thread's totals; plus settings, names, archiving, and reading back.
 
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -26,15 +26,14 @@ pub struct TurnStart {
 }
 
 impl Store {
-    /// `thread/start` of a stored thread.
+    /// `thread/start` of a stored thread: its row, and its lease for this process (nobody else
+    /// can hold a thread that did not exist).
     pub async fn create_thread(&self, header: &ThreadHeader) -> Result<(), StoreError> {
         let header = header.clone();
-        self.run(move |conn, _| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "INSERT INTO threads (id, created_at_ms, updated_at_ms, archived, name, preview, model, effort, summary,
+        self.write(move |conn, owner| {
+            conn.prepare_cached("INSERT INTO threads (id, created_at_ms, updated_at_ms, archived, name, preview, model, effort, summary,
                  base_instructions, developer_instructions, tools, usage)
-                 VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)")?.execute(
                 params![
                     header.id,
                     header.created_at_ms,
@@ -50,7 +49,9 @@ impl Store {
                     json_of(&header.usage_total),
                 ],
             )?;
-            tx.commit()
+            conn.prepare_cached("INSERT INTO leases (thread_id, instance, pid) VALUES (?1, ?2, ?3)")?
+                .execute(params![header.id, owner.instance.id(), std::process::id()])?;
+            Ok(())
         })
         .await
     }
@@ -59,17 +60,14 @@ impl Store {
     /// thread's new time, preview and sticky settings.
     pub async fn begin_turn(&self, start: &TurnStart) -> Result<(), StoreError> {
         let start = start.clone();
-        self.run(move |conn, owner| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            update_settings(&tx, &start.thread_id, &start.settings)?;
-            tx.execute(
-                "UPDATE threads SET updated_at_ms = ?2, preview = ?3 WHERE id = ?1",
+        self.write(move |conn, owner| {
+            update_settings(conn, &start.thread_id, &start.settings)?;
+            conn.prepare_cached("UPDATE threads SET updated_at_ms = ?2, preview = ?3 WHERE id = ?1")?.execute(
                 params![start.thread_id, start.updated_at_ms, start.preview],
             )?;
             let turn = &start.turn;
-            tx.execute(
-                "INSERT INTO turns (id, thread_id, seq, status, started_at_ms, instance)
-                 VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), -1) + 1 FROM turns WHERE thread_id = ?2), ?3, ?4, ?5)",
+            conn.prepare_cached("INSERT INTO turns (id, thread_id, seq, status, started_at_ms, instance)
+                 VALUES (?1, ?2, (SELECT COALESCE(MAX(seq), -1) + 1 FROM turns WHERE thread_id = ?2), ?3, ?4, ?5)")?.execute(
                 params![
                     turn.id,
                     start.thread_id,
@@ -78,9 +76,9 @@ impl Store {
                     owner.instance.id()
                 ],
             )?;
-            insert_items(&tx, &turn.id, 0, &turn.items)?;
-            insert_replay(&tx, &turn.id, 0, &turn.replay)?;
-            tx.commit()
+            insert_items(conn, &turn.id, 0, &turn.items)?;
+            insert_replay(conn, &turn.id, 0, &turn.replay)?;
+            Ok(())
         })
         .await
     }
@@ -96,11 +94,10 @@ impl Store {
         replay: Vec<Value>,
     ) -> Result<(), StoreError> {
         let turn_id = turn_id.to_owned();
-        self.run(move |conn, _| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            insert_items(&tx, &turn_id, item_seq, &items)?;
-            insert_replay(&tx, &turn_id, replay_seq, &replay)?;
-            tx.commit()
+        self.write(move |conn, _| {
+            insert_items(conn, &turn_id, item_seq, &items)?;
+            insert_replay(conn, &turn_id, replay_seq, &replay)?;
+            Ok(())
         })
         .await
     }
@@ -108,12 +105,10 @@ impl Store {
     /// Drops the replay items an abandoned stream attempt added (from `len` on).
     pub async fn truncate_replay(&self, turn_id: &str, len: usize) -> Result<(), StoreError> {
         let turn_id = turn_id.to_owned();
-        self.run(move |conn, _| {
-            conn.execute(
-                "DELETE FROM replay WHERE turn_id = ?1 AND seq >= ?2",
-                params![turn_id, len as i64],
-            )
-            .map(drop)
+        self.write(move |conn, _| {
+            conn.prepare_cached("DELETE FROM replay WHERE turn_id = ?1 AND seq >= ?2")?
+                .execute(params![turn_id, len as i64])
+                .map(drop)
         })
         .await
     }
@@ -127,10 +122,8 @@ impl Store {
         usage_total: TokenUsageBreakdown,
     ) -> Result<(), StoreError> {
         let (thread_id, turn) = (thread_id.to_owned(), turn.clone());
-        self.run(move |conn, _| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "UPDATE turns SET status = ?2, error = ?3, completed_at_ms = ?4, instance = NULL WHERE id = ?1",
+        self.write(move |conn, _| {
+            conn.prepare_cached("UPDATE turns SET status = ?2, error = ?3, completed_at_ms = ?4, instance = NULL WHERE id = ?1")?.execute(
                 params![
                     turn.id,
                     text_of(&turn.status),
@@ -138,11 +131,10 @@ impl Store {
                     turn.completed_at_ms
                 ],
             )?;
-            tx.execute(
-                "UPDATE threads SET updated_at_ms = ?2, usage = ?3 WHERE id = ?1",
+            conn.prepare_cached("UPDATE threads SET updated_at_ms = ?2, usage = ?3 WHERE id = ?1")?.execute(
                 params![thread_id, updated_at_ms, json_of(&usage_total)],
             )?;
-            tx.commit()
+            Ok(())
         })
         .await
     }
@@ -154,7 +146,7 @@ impl Store {
         settings: &ThreadSettings,
     ) -> Result<(), StoreError> {
         let (thread_id, settings) = (thread_id.to_owned(), settings.clone());
-        self.run(move |conn, _| update_settings(conn, &thread_id, &settings))
+        self.write(move |conn, _| update_settings(conn, &thread_id, &settings))
             .await
     }
 
@@ -166,12 +158,10 @@ impl Store {
         updated_at_ms: i64,
     ) -> Result<bool, StoreError> {
         let (thread_id, name) = (thread_id.to_owned(), name.to_owned());
-        self.run(move |conn, _| {
-            conn.execute(
-                "UPDATE threads SET name = ?2, updated_at_ms = ?3 WHERE id = ?1",
-                params![thread_id, name, updated_at_ms],
-            )
-            .map(|changed| changed > 0)
+        self.write(move |conn, _| {
+            conn.prepare_cached("UPDATE threads SET name = ?2, updated_at_ms = ?3 WHERE id = ?1")?
+                .execute(params![thread_id, name, updated_at_ms])
+                .map(|changed| changed > 0)
         })
         .await
     }
@@ -184,14 +174,11 @@ impl Store {
         updated_at_ms: Option<i64>,
     ) -> Result<Option<ThreadHeader>, StoreError> {
         let thread_id = thread_id.to_owned();
-        self.run(move |conn, _| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute(
-                "UPDATE threads SET archived = ?2, updated_at_ms = COALESCE(?3, updated_at_ms) WHERE id = ?1",
+        self.write(move |conn, _| {
+            conn.prepare_cached("UPDATE threads SET archived = ?2, updated_at_ms = COALESCE(?3, updated_at_ms) WHERE id = ?1")?.execute(
                 params![thread_id, archived, updated_at_ms],
             )?;
-            let header = header(&tx, &thread_id)?;
-            tx.commit()?;
+            let header = header(conn, &thread_id)?;
             Ok(header)
         })
         .await
@@ -204,8 +191,8 @@ impl Store {
         with_turns: bool,
     ) -> Result<Option<StoredThread>, StoreError> {
         let thread_id = thread_id.to_owned();
-        self.run(move |conn, _| {
-            let tx = conn.transaction()?;
+        self.read(move |conn, _| {
+            let tx = conn.unchecked_transaction()?;
             let Some(header) = header(&tx, &thread_id)? else {
                 return Ok(None);
             };
@@ -225,19 +212,19 @@ fn update_settings(
     thread_id: &str,
     settings: &ThreadSettings,
 ) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE threads SET model = ?2, effort = ?3, summary = ?4, base_instructions = ?5,
          developer_instructions = ?6, tools = ?7 WHERE id = ?1",
-        params![
-            thread_id,
-            settings.model,
-            text_of(&settings.effort),
-            text_of(&settings.summary),
-            settings.base_instructions,
-            settings.developer_instructions,
-            json_of(&settings.tools),
-        ],
-    )
+    )?
+    .execute(params![
+        thread_id,
+        settings.model,
+        text_of(&settings.effort),
+        text_of(&settings.summary),
+        settings.base_instructions,
+        settings.developer_instructions,
+        json_of(&settings.tools),
+    ])
     .map(drop)
 }
 

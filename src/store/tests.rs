@@ -279,3 +279,50 @@ fn the_file_and_its_companions_are_private() {
         assert_eq!(mode & 0o777, 0o600, "{name}");
     }
 }
+
+#[tokio::test]
+async fn writes_asked_for_together_stand_alone_when_one_fails() {
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open(home.path()).unwrap();
+    let taken = uuid::Uuid::now_v7().to_string();
+    store.create_thread(&header(&taken, 1)).await.unwrap();
+    // Queued at once, these share transactions; the duplicate fails alone.
+    let ids: Vec<String> = (0..20).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+    let mut writes: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let store = store.clone();
+            let header = header(id, 2);
+            tokio::spawn(async move { store.create_thread(&header).await })
+        })
+        .collect();
+    let duplicate = {
+        let store = store.clone();
+        let header = header(&taken, 3);
+        tokio::spawn(async move { store.create_thread(&header).await })
+    };
+    writes.insert(10, duplicate);
+    let outcomes: Vec<_> = futures::future::join_all(writes).await;
+    for (index, outcome) in outcomes.into_iter().enumerate() {
+        let outcome = outcome.unwrap();
+        if index == 10 {
+            let err = outcome.unwrap_err().to_string();
+            assert!(err.contains("UNIQUE constraint failed"), "{err}");
+        } else {
+            outcome.unwrap();
+        }
+    }
+    let page = store
+        .list(ListQuery {
+            archived: false,
+            by_created: false,
+            limit: 100,
+            cursor: None,
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(page.threads.len(), 21);
+    let kept = store.load(&taken, false).await.unwrap().unwrap();
+    assert_eq!(kept.header.updated_at_ms, header(&taken, 1).updated_at_ms);
+}

@@ -69,7 +69,6 @@ impl Threads {
         if !header.settings.ephemeral {
             let store = self.store()?;
             store.create_thread(&header).await?;
-            store.acquire_lease(&header.id).await?;
         }
         let thread = LoadedThread::new(
             id,
