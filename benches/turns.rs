@@ -11,6 +11,7 @@
 //! cargo bench --bench turns -- scale        # 1024 concurrent streaming turns: errors and RSS
 //! cargo bench --bench turns -- interrupt    # turn/interrupt → turn/completed
 //! cargo bench --bench turns -- storm        # 1000 turns on one stale host-owned token
+//! cargo bench --bench turns -- codex        # Codex 0.94.0 vs authbridge, both over stdio
 //!     [--duration 5] [--warmup 1] [--pin no]
 //! ```
 //!
@@ -115,6 +116,7 @@ impl Bench {
             login: true,
             warmup: self.warmup,
             duration: self.duration,
+            turn_timeout: driver::turns::TURN_TIMEOUT,
         }
     }
 
@@ -193,6 +195,9 @@ fn main() {
         }
         if all || options.command == "scale" {
             scale(&options).await;
+        }
+        if all || options.command == "codex" {
+            codex(&bench).await;
         }
     });
 }
@@ -461,4 +466,110 @@ fn high_water_mark(pid: u32) -> u64 {
         .find(|line| line.starts_with("VmHWM:"))
         .and_then(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
+}
+
+/// Codex 0.94.0 (`tests/compat`, installed by `npm ci --prefix tests/compat`) against authbridge,
+/// both as `app-server` on stdio behind the same WebSocket bridge, on the same fake backend.
+async fn codex(bench: &Bench) {
+    let codex = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/compat/node_modules/.bin/codex");
+    println!(
+        "## Against Codex 0.94.0 (both over stdio behind the same bridge; 100 deltas of 32 B, 1 ms apart)\n"
+    );
+    if !codex.exists() {
+        println!(
+            "Skipped: Codex 0.94.0 is not installed (`npm ci --prefix tests/compat` installs it).\n"
+        );
+        return;
+    }
+    bench.stream(100, 32, Duration::from_millis(1));
+    let wrapper: Vec<String> = if driver::process::pinning() {
+        vec!["taskset".into(), "-c".into(), "0".into()]
+    } else {
+        Vec::new()
+    };
+    let homes = tempfile::tempdir().unwrap();
+    let codex_home = homes.path().join("codex");
+    let bridge_home = homes.path().join("authbridge");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    std::fs::create_dir_all(&bridge_home).unwrap();
+    let mut bridge_args = vec![
+        "app-server".to_owned(),
+        "--home".to_owned(),
+        bridge_home.display().to_string(),
+    ];
+    for item in bench.backend.overrides() {
+        bridge_args.extend(["-c".to_owned(), item]);
+    }
+    let servers = [
+        (
+            "Codex 0.94.0",
+            driver::stdio_bridge::StdioServer {
+                program: codex,
+                args: vec!["app-server".into()],
+                env: vec![
+                    ("CODEX_HOME".into(), codex_home.display().to_string()),
+                    (
+                        "OPENAI_BASE_URL".into(),
+                        format!("{}/v1", bench.backend.url()),
+                    ),
+                    ("OPENAI_API_KEY".into(), String::new()),
+                    ("RUST_LOG".into(), "error".into()),
+                ],
+                wrapper: wrapper.clone(),
+            },
+        ),
+        (
+            "authbridge",
+            driver::stdio_bridge::StdioServer {
+                program: driver::process::authbridge_binary(),
+                args: bridge_args,
+                env: vec![("RUST_LOG".into(), "warn".into())],
+                wrapper,
+            },
+        ),
+    ];
+    println!(
+        "| streaming turns | server | lag p50 / p99 (µs) | first delta p50 / p99 (ms) | deltas/s | turns | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut first_delta = Vec::new();
+    for connections in [1, 8] {
+        for (name, server) in &servers {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let url = format!("ws://{}/", listener.local_addr().unwrap());
+            let serving = tokio::spawn(driver::stdio_bridge::serve_stdio_bridge(
+                listener,
+                server.clone(),
+            ));
+            let mut load = bench.load(connections, 1);
+            load.url = url;
+            load.token = None;
+            load.turn_timeout = Duration::from_secs(10);
+            let report = run_turns(&load).await;
+            serving.abort();
+            println!(
+                "| {connections} | {name} | {} / {} | {} / {} | {:.0} | {} | {} |",
+                report.lag_us(50.0),
+                report.lag_us(99.0),
+                ms(report.first_delta_us(50.0)),
+                ms(report.first_delta_us(99.0)),
+                report.deltas_per_second(),
+                report.turns,
+                report.errors,
+            );
+            first_delta.push((connections, *name, report.first_delta_us(50.0)));
+        }
+    }
+    let floor = bench.floor(1).await.first_delta_us(50.0);
+    println!(
+        "\nTime to first delta added over the direct floor ({} ms), one stream: {}.\n",
+        ms(floor),
+        first_delta
+            .iter()
+            .filter(|(connections, _, _)| *connections == 1)
+            .map(|(_, name, us)| format!("{name} {} ms", ms(us.saturating_sub(floor))))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
 }

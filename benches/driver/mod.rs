@@ -6,6 +6,7 @@
 
 pub mod process;
 pub mod relay;
+pub mod stdio_bridge;
 pub mod turns;
 
 use std::collections::HashMap;

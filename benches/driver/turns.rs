@@ -16,6 +16,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{Socket, connect};
 
+/// What [`TurnLoad::turn_timeout`] usually is.
+pub const TURN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// One run of streaming turns.
 #[derive(Clone, Debug)]
 pub struct TurnLoad {
@@ -34,6 +37,9 @@ pub struct TurnLoad {
     pub login: bool,
     pub warmup: Duration,
     pub duration: Duration,
+    /// How long a connection waits for its next message before it counts its unfinished turns
+    /// as errors and stops (a server can leave a turn without `turn/completed`).
+    pub turn_timeout: Duration,
 }
 
 /// What a run measured (after the warm-up).
@@ -203,7 +209,8 @@ async fn connection(load: &TurnLoad, measure_from: Instant, deadline: Instant) -
     }
     let limit = deadline + Duration::from_secs(30);
     while slots.iter().any(|slot| !slot.done) {
-        let message = match tokio::time::timeout_at(limit.into(), next(&mut socket)).await {
+        let wait = limit.min(Instant::now() + load.turn_timeout);
+        let message = match tokio::time::timeout_at(wait.into(), next(&mut socket)).await {
             Ok(Some(message)) => message,
             _ => {
                 report.errors += slots.iter().filter(|slot| !slot.done).count() as u64;
