@@ -21,6 +21,7 @@ use crate::proxy::Proxy;
 use crate::rpc::methods::{self, HandlerContext};
 use crate::rpc::{ConnectionLimits, RpcServer, RpcServerParts};
 use crate::store::Store;
+use crate::transport::console;
 use crate::transport::guard::{HostOriginPolicy, display_host};
 use crate::transport::http::{self, Listener};
 use crate::transport::listener::{self, SocketLimits};
@@ -319,12 +320,18 @@ async fn serve_ws(
         &config.server.allowed_hosts,
         &config.server.allowed_origins,
     );
+    let catalog = console::Catalog::new(
+        &rpc.method_names(),
+        config.auth.external_refresh_timeout,
+        config.model.tool_call_timeout,
+    );
     let shared = Arc::new(Listener::new(
         rpc,
         policy,
         authenticator,
         config.server.clone(),
         proxy,
+        catalog.to_json(),
     ));
     let info = ListenerInfo {
         addr,

@@ -94,6 +94,11 @@ impl RpcServer {
     pub fn shutdown_grace(&self) -> Duration {
         self.shutdown_grace
     }
+
+    /// Every method a client may call, in no particular order.
+    pub fn method_names(&self) -> Vec<&'static str> {
+        self.methods.method_names().collect()
+    }
 }
 
 /// The reader's side of one connection.

@@ -3,6 +3,10 @@
 //! The page embeds no secret: the user pastes the token or passes it in the URL fragment, and the
 //! page connects with the subprotocol form. Responses forbid framing and outside resources.
 
+mod catalog;
+
+pub use catalog::Catalog;
+
 use axum::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -35,6 +39,18 @@ pub async fn asset(Path(name): Path<String>) -> Response {
         Some((_, content_type, body)) => serve(content_type, body),
         None => (StatusCode::NOT_FOUND, "not found").into_response(),
     }
+}
+
+/// `GET /console/catalog.json`: the methods and server-request windows of this server.
+pub fn catalog_response(catalog: &str) -> Response {
+    (
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::CONTENT_TYPE, "application/json"),
+        ],
+        catalog.to_owned(),
+    )
+        .into_response()
 }
 
 fn serve(content_type: &'static str, body: &'static str) -> Response {

@@ -35,6 +35,8 @@ pub struct Listener {
     pub limits: ServerConfig,
     /// The local Responses endpoint (`None`: `proxy.enabled = false`, its routes are 404).
     pub proxy: Option<Arc<Proxy>>,
+    /// `GET /console/catalog.json`, encoded once.
+    pub console_catalog: String,
     connections: Arc<Semaphore>,
     sockets: TaskTracker,
 }
@@ -46,8 +48,10 @@ impl Listener {
         auth: WsAuthenticator,
         limits: ServerConfig,
         proxy: Option<Arc<Proxy>>,
+        console_catalog: String,
     ) -> Self {
         Self {
+            console_catalog,
             connections: Arc::new(Semaphore::new(limits.max_connections)),
             rpc,
             policy,
@@ -90,12 +94,17 @@ fn router(shared: Arc<Listener>) -> Router {
         .route("/readyz", get(readyz))
         .route("/healthz", get(healthz))
         .route("/console", get(console::page))
+        .route("/console/catalog.json", get(console_catalog))
         .route("/console/{asset}", get(console::asset))
         .route("/v1/responses", post(responses))
         .route("/v1/models", get(models))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(shared.clone(), admit))
         .with_state(shared)
+}
+
+async fn console_catalog(State(shared): State<Arc<Listener>>) -> Response {
+    console::catalog_response(&shared.console_catalog)
 }
 
 fn plain(status: StatusCode, body: &'static str) -> Response {

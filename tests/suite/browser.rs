@@ -75,7 +75,8 @@ async fn run_script(script: &str, env: &[(&str, &str)]) -> Value {
 async fn the_console_logs_in_answers_a_refresh_and_shows_rate_limits() {
     let backend = backend_accepting(&["access-refreshed"]).await;
     let base = format!("chatgpt_base_url=\"{}\"", backend.uri());
-    let server = TestServer::start(&[base.as_str()]).await;
+    // A refresh window other than the default: the countdown must come from the server.
+    let server = TestServer::start(&[base.as_str(), "auth.external_refresh_timeout_secs=7"]).await;
     // What a user has: server.json.
     let info = server_json(server.home());
     let console_url = info["consoleUrl"].as_str().unwrap().to_owned();
@@ -180,7 +181,7 @@ async fn the_console_logs_in_answers_a_refresh_and_shows_rate_limits() {
         .strip_suffix(" s")
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("countdown {countdown:?}"));
-    assert!(seconds > 0.0 && seconds <= 10.0, "countdown {countdown:?}");
+    assert!(seconds > 4.0 && seconds <= 7.0, "countdown {countdown:?}");
     assert_eq!(
         observed["refreshAnswer"],
         json!({"id": 0, "result": {"idToken": refreshed_id_token, "accessToken": "access-refreshed"}})
@@ -212,7 +213,7 @@ async fn the_console_logs_in_answers_a_refresh_and_shows_rate_limits() {
     );
     assert_eq!(
         observed["filters"],
-        json!({"notifications": 4, "text": 1, "countText": "1 of 12 messages", "all": 12})
+        json!({"notifications": 4, "text": 1, "countText": "1 of 16 messages", "all": 16})
     );
     assert_eq!(
         observed["compact"],
@@ -224,6 +225,11 @@ async fn the_console_logs_in_answers_a_refresh_and_shows_rate_limits() {
             "out:request:initialize",
             "in:response:",
             "out:notification:initialized",
+            // On connect the console reads the account and lists the threads.
+            "out:request:account/read",
+            "out:request:thread/list",
+            "in:response:",
+            "in:response:",
             "out:request:account/login/start",
             "in:response:",
             "in:notification:account/login/completed",
@@ -245,6 +251,106 @@ async fn the_console_logs_in_answers_a_refresh_and_shows_rate_limits() {
         screenshot.display(),
         png.len()
     );
+}
+
+#[tokio::test]
+#[cfg_attr(
+    missing_browser,
+    ignore = "needs Chromium and tests/browser's packages (bash .ci/run installs them)"
+)]
+async fn the_console_chat_streams_answers_runs_a_host_tool_and_interrupts() {
+    let backend = authbridge::dev_backend::FakeBackend::start().await.unwrap();
+    // As `authbridge dev-backend` does: `/tool` and `/slow` in a message pick the answer.
+    backend.set_fallback(None);
+    let overrides =
+        crate::support::turns::overrides(&backend, &["model.tool_call_timeout_secs=30"]);
+    let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
+    let server = TestServer::start(&overrides).await;
+    let info = server_json(server.home());
+    let observed = run_script(
+        "chat.mjs",
+        &[
+            (
+                "AUTHBRIDGE_CONSOLE_URL",
+                info["consoleUrl"].as_str().unwrap(),
+            ),
+            ("AUTHBRIDGE_TOKEN", info["token"].as_str().unwrap()),
+        ],
+    )
+    .await;
+    assert_eq!(observed["accountOnConnect"], json!("signed out"));
+    // The method list is the server's: every registered method, plus the page's own "custom".
+    let methods = observed["methods"].as_array().unwrap();
+    for method in [
+        "account/read",
+        "thread/start",
+        "thread/list",
+        "turn/start",
+        "turn/interrupt",
+        "model/list",
+        "custom",
+    ] {
+        assert!(
+            methods.contains(&json!(method)),
+            "{method} missing from {methods:?}"
+        );
+    }
+    assert_eq!(observed["accountAfterLogin"], json!("API key"));
+    let chat = &observed["chat"];
+    assert_eq!(chat["user"], json!("hello"));
+    assert_eq!(chat["answer"], json!("Hello from fake backend."));
+    assert_eq!(chat["reasoningCollapsed"], json!(true));
+    assert!(
+        chat["usage"].as_str().unwrap().starts_with("tokens: "),
+        "{chat}"
+    );
+    assert_ne!(
+        chat["threadPicked"],
+        json!(""),
+        "the new thread is selected"
+    );
+    assert_eq!(chat["rateLimitsShown"], json!(true));
+
+    let tool = &observed["toolRequest"];
+    assert_eq!(tool["method"], json!("item/tool/call"));
+    assert_eq!(tool["params"]["tool"], json!("get_time"));
+    assert_eq!(tool["params"]["threadId"], observed["toolThread"]);
+    assert_eq!(tool["prefilled"], json!({"output": "", "success": true}));
+    assert!(
+        tool["note"].as_str().unwrap().contains("get_time"),
+        "{tool}"
+    );
+    let countdown: f64 = tool["countdown"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches(" s")
+        .parse()
+        .unwrap();
+    assert!(
+        countdown > 25.0 && countdown <= 30.0,
+        "the tool window is the server's: {countdown}"
+    );
+    // The model got the output the panel sent.
+    let outputs: Vec<Value> = backend
+        .requests()
+        .iter()
+        .flat_map(|request| {
+            request.body["input"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter(|item| item["type"] == "function_call_output")
+        .collect();
+    // (the later `/slow` turn replays it as history too)
+    assert!(!outputs.is_empty());
+    assert!(
+        outputs.iter().all(|output| output["output"] == "12:00"),
+        "{outputs:?}"
+    );
+
+    assert_eq!(observed["interrupt"]["threadId"], observed["toolThread"]);
+    assert_eq!(observed["pageErrors"], json!([]));
 }
 
 #[tokio::test]
@@ -349,6 +455,24 @@ async fn the_console_page_and_its_assets_are_served() {
         assert_eq!(response.headers()["x-content-type-options"], "nosniff");
         assert!(!response.text().await.unwrap().is_empty(), "{asset}");
     }
+    let catalog: Value = get("/console/catalog.json")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<&str> = catalog["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["method"].as_str().unwrap())
+        .collect();
+    assert!(
+        listed.contains(&"turn/start") && listed.contains(&"account/read"),
+        "{listed:?}"
+    );
+    assert_eq!(catalog["serverRequests"][REFRESH], json!(10_000));
+    assert_eq!(catalog["serverRequests"]["item/tool/call"], json!(60_000));
     let missing = get("/console/nope.js").await.unwrap();
     assert_eq!(missing.status(), 404);
 

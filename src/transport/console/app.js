@@ -9,7 +9,7 @@
 
 (() => {
   const REFRESH_METHOD = "account/chatgptAuthTokens/refresh";
-  const REFRESH_WINDOW_MS = 10_000;
+  const TOOL_CALL_METHOD = "item/tool/call";
   const MAX_LOG_ENTRIES = 2000;
   const HIGHLIGHT_LIMIT = 200_000;
   const CLIENT_INFO = { name: "authbridge_console", title: "authbridge console", version: "1" };
@@ -31,92 +31,29 @@
 
   // ---------------------------------------------------------------- method catalogue
 
-  const PLACEHOLDER_UUID = "00000000-0000-4000-8000-000000000000";
-  const METHODS = [
-    {
-      group: "Account",
-      value: "account/read",
-      method: "account/read",
-      params: () => ({ refreshToken: false }),
-      doc: "The current account. refreshToken:true runs the managed refresh grant first.",
-    },
-    {
-      group: "Account",
-      value: "account/rateLimits/read",
-      method: "account/rateLimits/read",
-      params: () => undefined,
-      doc: "One usage call to the backend; a 401 in external mode triggers a refresh request to this client.",
-    },
-    {
-      group: "Account",
-      value: "account/logout",
-      method: "account/logout",
-      params: () => undefined,
-      doc: "Clears the credentials; every client gets account/updated with authMode null.",
-    },
-    {
-      group: "account/login/start",
-      value: "login:apiKey",
-      label: "apiKey",
-      method: "account/login/start",
-      params: () => ({ type: "apiKey", apiKey: "sk-…" }),
-      doc: "Stores an API key in auth.json.",
-    },
-    {
-      group: "account/login/start",
-      value: "login:chatgpt",
-      label: "chatgpt (browser)",
-      method: "account/login/start",
-      params: () => ({ type: "chatgpt" }),
-      doc: "Starts the managed browser login; the result carries loginId and authUrl.",
-    },
-    {
-      group: "account/login/start",
-      value: "login:chatgptDeviceCode",
-      label: "chatgptDeviceCode",
-      method: "account/login/start",
-      params: () => ({ type: "chatgptDeviceCode" }),
-      doc: "Starts a device-code login; the result carries verificationUrl and userCode.",
-    },
-    {
-      group: "account/login/start",
-      value: "login:chatgptAuthTokens",
-      label: "chatgptAuthTokens (idToken)",
-      method: "account/login/start",
-      params: () => ({ type: "chatgptAuthTokens", idToken: "<id token JWT>", accessToken: "<access token>" }),
-      doc: "External tokens, kept in memory. This connection becomes the owner that answers refresh requests.",
-    },
-    {
-      group: "account/login/start",
-      value: "login:chatgptAuthTokens-account",
-      label: "chatgptAuthTokens (accountId)",
-      method: "account/login/start",
-      params: () => ({
-        type: "chatgptAuthTokens",
-        accessToken: "<access token JWT>",
-        chatgptAccountId: "org-…",
-        chatgptPlanType: "pro",
-      }),
-      doc: "External tokens, later shape: the email comes from the access token's claims.",
-    },
-    {
-      group: "account/login/start",
-      value: "account/login/cancel",
-      label: "account/login/cancel",
-      method: "account/login/cancel",
-      params: () => ({ loginId: state.lastLoginId ?? PLACEHOLDER_UUID }),
-      doc: "Cancels the managed login in progress (the last loginId seen is filled in).",
-    },
-    {
-      group: "Other",
-      value: "custom",
-      label: "custom…",
-      method: null,
-      params: () => ({}),
-      doc: "Any method name; params are sent as typed.",
-    },
-  ];
-  const methodByValue = new Map(METHODS.map((m) => [m.value, m]));
+  // The methods come from the server (`/console/catalog.json`), with how long it waits for each
+  // server request; "custom" is the page's own. Placeholders in example params are filled in.
+  const CUSTOM = { group: "Other", value: "custom", label: "custom…", method: null, params: {}, doc: "Any method name; params are sent as typed." };
+  const catalog = { methods: [CUSTOM], windows: {} };
+  const methodByValue = new Map([[CUSTOM.value, CUSTOM]]);
+  const DEFAULT_WINDOW_MS = 10_000;
+  const windowOf = (method) => catalog.windows[method] ?? DEFAULT_WINDOW_MS;
+
+  async function loadCatalog() {
+    const response = await fetch("/console/catalog.json", { cache: "no-store" });
+    if (!response.ok) throw new Error(`catalog: HTTP ${response.status}`);
+    const body = await response.json();
+    catalog.methods = [...body.methods, CUSTOM];
+    catalog.windows = isObject(body.serverRequests) ? body.serverRequests : {};
+    methodByValue.clear();
+    for (const item of catalog.methods) methodByValue.set(item.value, item);
+  }
+
+  function exampleParams(item) {
+    if (item.params === null || item.params === undefined) return undefined;
+    const fill = { "<thread id>": state.chat.threadId, "<turn id>": state.chat.turnId, "<login id>": state.lastLoginId };
+    return JSON.parse(JSON.stringify(item.params), (_, value) => (typeof value === "string" && fill[value] ? fill[value] : value));
+  }
 
   // ---------------------------------------------------------------- state
 
@@ -134,6 +71,8 @@
     lastLoginId: null,
     account: null,
     seq: 0,
+    // The chat view: the open thread, its running turn, and the transcript nodes by item id.
+    chat: { threadId: null, turnId: null, items: new Map(), waiters: new Map() },
   };
 
   const idKey = (id) => JSON.stringify(id);
@@ -178,6 +117,7 @@
     logClear: $("log-clear"),
     refreshPanel: $("refresh-panel"),
     refreshTitle: $("refresh-title"),
+    refreshDesc: $("refresh-desc"),
     refreshMethod: $("refresh-method"),
     refreshQueue: $("refresh-queue"),
     refreshCountdown: $("refresh-countdown"),
@@ -198,6 +138,13 @@
     refreshErrorMessage: $("refresh-error-message"),
     refreshRejectError: $("refresh-reject-error"),
     announcer: $("announcer"),
+    chatPanel: $("chat"),
+    chatThread: $("chat-thread"),
+    chatUsage: $("chat-usage"),
+    chatTranscript: $("chat-transcript"),
+    chatForm: $("chat-form"),
+    chatInput: $("chat-input"),
+    chatInterrupt: $("chat-interrupt"),
   };
 
   const endpointUrl = () => `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/`;
@@ -395,6 +342,9 @@
     state.serverRequests.clear();
     state.refreshQueue = [];
     closeRefreshPanel();
+    for (const waiter of state.chat.waiters.values()) waiter({ error: { code: 0, message: why } });
+    state.chat.waiters.clear();
+    setTurn(null);
   }
 
   // ---------------------------------------------------------------- sending and receiving
@@ -414,7 +364,7 @@
         state.serverRequests.delete(idKey(message.id));
         const elapsed = performance.now() - request.receivedAt;
         const took = duration(elapsed);
-        const late = elapsed > REFRESH_WINDOW_MS;
+        const late = elapsed > windowOf(request.method);
         markPair(request.entry, late ? `answered late, after ${took}` : `answered in ${took}`, late ? "failed" : "done", entry);
         pairWith(entry, `answers ${request.method} · ${took}`, request.entry);
         entry.dataset.replyTo = request.method;
@@ -465,12 +415,18 @@
         entry.dataset.replyTo = pending.method;
         onReply(key, pending.method, message);
       }
+      const waiter = state.chat.waiters.get(key);
+      if (waiter) {
+        state.chat.waiters.delete(key);
+        waiter(message);
+      }
     } else if (kind === "notification") {
       onNotification(message);
     } else if (kind === "server-request") {
       const receivedAt = performance.now();
       state.serverRequests.set(idKey(message.id), { method: message.method, receivedAt, entry });
       markPair(entry, "awaiting your answer…", "waiting");
+      if (message.method === TOOL_CALL_METHOD) chatToolCall(message.params);
       enqueueServerRequest(message);
     }
   }
@@ -483,6 +439,8 @@
         send({ method: "initialized" });
         setPhase("ready");
         announce("Connected and initialized.");
+        call("account/read", {});
+        loadThreads();
       } else {
         const why = isObject(message.error) ? `${message.error.code}: ${message.error.message}` : "unexpected reply";
         setPhase("init-failed", { detail: `initialize failed (${why}).` });
@@ -498,12 +456,16 @@
 
   function onNotification(message) {
     const params = isObject(message.params) ? message.params : {};
+    if (typeof params.threadId === "string" && params.threadId === state.chat.threadId) chatEvent(message.method, params);
     switch (message.method) {
       case "account/updated":
         showAccountMode(params.authMode ?? null, params.planType ?? null);
         break;
       case "account/rateLimits/updated":
         if (isObject(params.rateLimits)) showRateLimits(params.rateLimits);
+        break;
+      case "thread/started":
+        if (isObject(params.thread)) addThreadOption(params.thread);
         break;
       case "account/login/completed":
         announce(params.success ? "Login completed." : `Login failed: ${params.error ?? "unknown error"}`);
@@ -532,7 +494,8 @@
   }
 
   function showAccountMode(authMode, planType) {
-    ui.infoAccount.textContent = authMode === null ? "signed out" : planType ? `${authMode} · ${planType}` : String(authMode);
+    const mode = authMode === "apikey" ? "API key" : String(authMode);
+    ui.infoAccount.textContent = authMode === null ? "signed out" : planType ? `${mode} · ${planType}` : mode;
   }
 
   function renderWindow(container, title, window) {
@@ -765,7 +728,8 @@
 
   function fillMethodSelect() {
     const groups = new Map();
-    for (const item of METHODS) {
+    ui.methodSelect.textContent = "";
+    for (const item of catalog.methods) {
       let group = groups.get(item.group);
       if (!group) {
         group = el("optgroup", { label: item.group });
@@ -779,7 +743,7 @@
   function onMethodChange() {
     const item = methodByValue.get(ui.methodSelect.value);
     if (!item) return;
-    const params = item.params();
+    const params = exampleParams(item);
     ui.paramsInput.value = params === undefined ? "" : JSON.stringify(params, null, 2);
     ui.methodDoc.textContent = item.doc;
     ui.customRow.hidden = item.method !== null;
@@ -835,10 +799,11 @@
   function enqueueServerRequest(message) {
     const request = state.serverRequests.get(idKey(message.id));
     const receivedAt = request ? request.receivedAt : performance.now();
-    state.refreshQueue.push({ message, deadline: receivedAt + REFRESH_WINDOW_MS });
+    const window = windowOf(message.method);
+    state.refreshQueue.push({ message, window, deadline: receivedAt + window });
     if (!state.activeRefresh) showNextServerRequest();
     else updateQueueLabel();
-    announce(`Server request ${message.method}: answer within ${REFRESH_WINDOW_MS / 1000} seconds.`);
+    announce(`Server request ${message.method}: answer within ${window / 1000} seconds.`);
   }
 
   function updateQueueLabel() {
@@ -873,8 +838,14 @@
     ui.refreshPanel.dataset.id = idKey(message.id);
     ui.refreshPanel.classList.remove("expired");
     delete ui.refreshPanel.dataset.expired;
-    if (message.method !== REFRESH_METHOD) setShape("raw");
-    else if (selectedShape() === "raw") setShape("idToken");
+    ui.refreshDesc.textContent = REQUEST_HELP[message.method] ?? "The server waits for this client's answer.";
+    ui.refreshExpired.textContent = `The server has stopped waiting (${next.window / 1000} s): a late reply is ignored.`;
+    if (message.method !== REFRESH_METHOD) {
+      setShape("raw");
+      if (message.method === TOOL_CALL_METHOD) {
+        ui.refreshRaw.value = JSON.stringify({ output: "", success: true }, null, 2);
+      }
+    } else if (selectedShape() === "raw") setShape("idToken");
     else setShape(selectedShape());
     clearFieldError(ui.refreshAnswerError, null);
     clearFieldError(ui.refreshRejectError, ui.refreshErrorCode);
@@ -889,11 +860,16 @@
     (first ?? ui.refreshTitle).focus({ preventScroll: true });
   }
 
+  const REQUEST_HELP = {
+    [REFRESH_METHOD]: "The server got HTTP 401 with the host-owned tokens and waits for fresh ones from this client.",
+    [TOOL_CALL_METHOD]: "The model called a tool this client declared in dynamicTools: answer with its output (success:false tells the model it failed).",
+  };
+
   function tickRefresh() {
     const active = state.activeRefresh;
     if (!active) return;
     const left = Math.max(0, active.deadline - performance.now());
-    ui.refreshMeter.style.width = `${(left / REFRESH_WINDOW_MS) * 100}%`;
+    ui.refreshMeter.style.width = `${(left / active.window) * 100}%`;
     if (left > 0) {
       ui.refreshCountdown.textContent = `${(left / 1000).toFixed(1)} s`;
       ui.refreshCountdownNote.textContent = "left";
@@ -972,6 +948,139 @@
     answerActive({ error: { code, message: ui.refreshErrorMessage.value } });
   }
 
+  // ---------------------------------------------------------------- chat view
+
+  /** Sends a request; resolves with its reply (result or error). */
+  function call(method, params) {
+    const id = state.nextId++;
+    if (!send(params === undefined ? { id, method } : { id, method, params })) {
+      state.nextId--;
+      return Promise.resolve({ error: { code: 0, message: "Not connected." } });
+    }
+    return new Promise((resolve) => state.chat.waiters.set(idKey(id), resolve));
+  }
+
+  async function loadThreads() {
+    const reply = await call("thread/list", { limit: 50 });
+    const threads = reply.result?.data ?? [];
+    ui.chatThread.textContent = "";
+    ui.chatThread.append(el("option", { value: "", text: "New thread" }));
+    for (const thread of threads) addThreadOption(thread);
+    ui.chatThread.value = state.chat.threadId ?? "";
+  }
+
+  function addThreadOption(thread) {
+    if ([...ui.chatThread.options].some((option) => option.value === thread.id)) return;
+    const label = thread.name || thread.preview || thread.id;
+    ui.chatThread.append(el("option", { value: thread.id, text: label.length > 60 ? `${label.slice(0, 59)}…` : label }));
+  }
+
+  function openThread(thread) {
+    state.chat.threadId = thread?.id ?? null;
+    state.chat.items.clear();
+    ui.chatTranscript.textContent = "";
+    ui.chatUsage.textContent = "";
+    setTurn(null);
+    for (const turn of thread?.turns ?? []) for (const item of turn.items ?? []) chatItem(item, true);
+  }
+
+  async function onThreadPick() {
+    const threadId = ui.chatThread.value;
+    if (!threadId) return openThread(null);
+    const reply = await call("thread/resume", { threadId });
+    if (reply.error) return chatNote(`thread/resume failed: ${reply.error.message}`, "error");
+    openThread(reply.result.thread);
+    if (reply.result.thread.status?.type === "active") setTurn(reply.result.thread.turns?.at(-1)?.id ?? null);
+  }
+
+  async function onChatSend(event) {
+    event.preventDefault();
+    const text = ui.chatInput.value.trim();
+    if (!text || !socketOpen()) return;
+    if (!state.chat.threadId) {
+      const started = await call("thread/start", {});
+      if (started.error) return chatNote(`thread/start failed: ${started.error.message}`, "error");
+      openThread(started.result.thread);
+      addThreadOption(started.result.thread);
+      ui.chatThread.value = state.chat.threadId;
+    }
+    ui.chatInput.value = "";
+    const reply = await call("turn/start", { threadId: state.chat.threadId, input: [{ type: "text", text }] });
+    if (reply.error) chatNote(`turn/start failed: ${reply.error.message}`, "error");
+    else if (!state.chat.turnId && reply.result.turn.status === "inProgress") setTurn(reply.result.turn.id);
+  }
+
+  function setTurn(turnId) {
+    state.chat.turnId = turnId;
+    ui.chatInterrupt.disabled = !turnId;
+    ui.chatPanel.dataset.running = String(Boolean(turnId));
+  }
+
+  function chatNote(text, kind = "note") {
+    ui.chatTranscript.append(el("p", { className: `chat-note ${kind}`, text }));
+    ui.chatTranscript.scrollTop = ui.chatTranscript.scrollHeight;
+  }
+
+  const itemText = (item) =>
+    item.type === "userMessage"
+      ? (item.content ?? []).map((part) => part.text ?? "").join("")
+      : item.type === "reasoning"
+        ? (item.summary ?? []).join("\n")
+        : item.text ?? "";
+
+  /** The transcript node of an item, made when it starts; `final` sets the completed text. */
+  function chatItem(item, final) {
+    if (!["userMessage", "agentMessage", "reasoning"].includes(item.type)) return;
+    let node = state.chat.items.get(item.id);
+    if (!node) {
+      const body = el("div", { className: "chat-text", dataset: { testid: `chat-${item.type}` } });
+      node = item.type === "reasoning"
+        ? el("details", { className: "chat-item reasoning" }, el("summary", { text: "Reasoning" }), body)
+        : el("div", { className: `chat-item ${item.type}` }, el("span", { className: "chat-who", text: item.type === "userMessage" ? "You" : "Assistant" }), body);
+      node.body = body;
+      state.chat.items.set(item.id, node);
+      ui.chatTranscript.append(node);
+    }
+    if (final || item.type === "userMessage") node.body.textContent = itemText(item);
+    ui.chatTranscript.scrollTop = ui.chatTranscript.scrollHeight;
+  }
+
+  function chatEvent(method, params) {
+    const node = state.chat.items.get(params.itemId);
+    switch (method) {
+      case "item/started":
+      case "item/completed":
+        if (isObject(params.item)) chatItem(params.item, method === "item/completed");
+        break;
+      case "item/agentMessage/delta":
+      case "item/reasoning/summaryTextDelta":
+        node?.body.append(String(params.delta ?? ""));
+        break;
+      case "turn/started":
+        setTurn(params.turn?.id ?? null);
+        break;
+      case "turn/completed": {
+        setTurn(null);
+        const turn = params.turn ?? {};
+        if (turn.status === "failed") chatNote(`Turn failed: ${turn.error?.message ?? "unknown error"}`, "error");
+        else if (turn.status === "interrupted") chatNote("Turn interrupted.");
+        break;
+      }
+      case "thread/tokenUsage/updated": {
+        const usage = params.tokenUsage ?? {};
+        ui.chatUsage.textContent = `tokens: ${usage.total?.totalTokens ?? "?"} in thread · ${usage.last?.totalTokens ?? "?"} last turn`;
+        break;
+      }
+      default:
+        break;
+    }
+  }
+
+  function chatToolCall(params) {
+    if (!isObject(params) || params.threadId !== state.chat.threadId) return;
+    chatNote(`Tool call ${params.tool}(${JSON.stringify(params.arguments ?? null)}): answer it in the server-request panel.`, "tool");
+  }
+
   // ---------------------------------------------------------------- token from the fragment
 
   /** Reads `#token=` and removes it from the address bar (and history). */
@@ -1005,8 +1114,26 @@
   function init() {
     ui.endpoint.textContent = endpointUrl();
     fillMethodSelect();
-    ui.methodSelect.value = "account/read";
-    onMethodChange();
+    loadCatalog()
+      .then(() => {
+        fillMethodSelect();
+        ui.methodSelect.value = "account/read";
+        onMethodChange();
+      })
+      .catch((error) => {
+        ui.methodDoc.textContent = `The method list could not be loaded (${error.message}); use custom…`;
+      });
+    ui.chatForm.addEventListener("submit", onChatSend);
+    ui.chatThread.addEventListener("change", onThreadPick);
+    ui.chatInterrupt.addEventListener("click", () => {
+      if (state.chat.turnId) call("turn/interrupt", { threadId: state.chat.threadId, turnId: state.chat.turnId });
+    });
+    ui.chatInput.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" && !event.shiftKey) {
+        event.preventDefault();
+        ui.chatForm.requestSubmit();
+      }
+    });
 
     ui.connectForm.addEventListener("submit", (event) => {
       event.preventDefault();
