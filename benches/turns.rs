@@ -11,6 +11,7 @@
 //! cargo bench --bench turns -- scale        # 1024 concurrent streaming turns: errors and RSS
 //! cargo bench --bench turns -- interrupt    # turn/interrupt → turn/completed
 //! cargo bench --bench turns -- storm        # 1000 turns on one stale host-owned token
+//! cargo bench --bench turns -- store        # thread/list over 10 000 stored threads
 //! cargo bench --bench turns -- codex        # Codex 0.94.0 vs authbridge, both over stdio
 //!     [--duration 5] [--warmup 1] [--pin no]
 //! ```
@@ -196,6 +197,9 @@ fn main() {
         if all || options.command == "scale" {
             scale(&options).await;
         }
+        if all || options.command == "store" {
+            store(&bench).await;
+        }
         if all || options.command == "codex" {
             codex(&bench).await;
         }
@@ -353,26 +357,35 @@ async fn history(bench: &Bench) {
 async fn interrupt(bench: &Bench) {
     let rounds = 50;
     bench.stream(10_000, 32, Duration::from_millis(1));
-    let closed_before = bench.backend.closed_streams();
-    let (latency, errors) =
-        interrupts(&bench.bridge.url, bench.bridge.token.as_deref(), rounds).await;
-    tokio::time::timeout(
-        Duration::from_secs(10),
-        bench
-            .backend
-            .wait_for_closed_streams(closed_before + rounds),
-    )
-    .await
-    .expect("the backend saw every interrupted stream close");
-    println!("## turn/interrupt → turn/completed (interrupted), {rounds} turns\n");
-    println!("| p50 (ms) | p99 (ms) | max (ms) | errors | upstream streams closed |");
-    println!("|---|---|---|---|---|");
-    println!(
-        "| {} | {} | {} | {errors} | {rounds} of {rounds} |\n",
-        ms(latency.value_at_quantile(0.5)),
-        ms(latency.value_at_quantile(0.99)),
-        ms(latency.max())
-    );
+    println!("## turn/interrupt → turn/completed (interrupted), {rounds} turns per row\n");
+    println!("| thread | p50 (ms) | p99 (ms) | max (ms) | errors | upstream streams closed |");
+    println!("|---|---|---|---|---|---|");
+    for ephemeral in [false, true] {
+        let closed_before = bench.backend.closed_streams();
+        let (latency, errors) = interrupts(
+            &bench.bridge.url,
+            bench.bridge.token.as_deref(),
+            rounds,
+            ephemeral,
+        )
+        .await;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            bench
+                .backend
+                .wait_for_closed_streams(closed_before + rounds),
+        )
+        .await
+        .expect("the backend saw every interrupted stream close");
+        println!(
+            "| {} | {} | {} | {} | {errors} | {rounds} of {rounds} |",
+            if ephemeral { "ephemeral" } else { "stored" },
+            ms(latency.value_at_quantile(0.5)),
+            ms(latency.value_at_quantile(0.99)),
+            ms(latency.max())
+        );
+    }
+    println!();
 }
 
 async fn storm(options: &Options) {
@@ -466,6 +479,30 @@ fn high_water_mark(pid: u32) -> u64 {
         .find(|line| line.starts_with("VmHWM:"))
         .and_then(|line| line.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |kib| kib * 1024)
+}
+
+async fn store(bench: &Bench) {
+    let (threads, calls) = (10_000, 200);
+    let report = driver::turns::thread_list(
+        &bench.bridge.url,
+        bench.bridge.token.as_deref(),
+        threads,
+        calls,
+    )
+    .await;
+    println!("## thread/list over {threads} stored threads ({calls} calls each, one at a time)\n");
+    println!(
+        "| threads made (thread/start, 64 in flight) | first page of 50, p50 / p99 (ms) | page of 50 at 5 000 deep, p50 / p99 (ms) |"
+    );
+    println!("|---|---|---|");
+    println!(
+        "| {:.0}/s | {} / {} | {} / {} |\n",
+        report.created_per_second,
+        ms(report.first_page.value_at_quantile(0.5)),
+        ms(report.first_page.value_at_quantile(0.99)),
+        ms(report.deep_page.value_at_quantile(0.5)),
+        ms(report.deep_page.value_at_quantile(0.99)),
+    );
 }
 
 /// Codex 0.94.0 (`tests/compat`, installed by `npm ci --prefix tests/compat`) against authbridge,

@@ -384,12 +384,17 @@ pub async fn run_floor(
 
 /// Interrupt latency: on one connection, `rounds` times: start a turn, wait for its first delta,
 /// send `turn/interrupt`, and time until `turn/completed {status:"interrupted"}`. µs.
-pub async fn interrupts(url: &str, token: Option<&str>, rounds: usize) -> (Histogram<u64>, u64) {
+pub async fn interrupts(
+    url: &str,
+    token: Option<&str>,
+    rounds: usize,
+    ephemeral: bool,
+) -> (Histogram<u64>, u64) {
     let mut socket = connect(url, token).await;
     login(&mut socket).await;
     send(
         &mut socket,
-        json!({"id": "thread", "method": "thread/start", "params": {}}),
+        json!({"id": "thread", "method": "thread/start", "params": {"ephemeral": ephemeral}}),
     )
     .await;
     let thread = loop {
@@ -430,4 +435,79 @@ pub async fn interrupts(url: &str, token: Option<&str>, rounds: usize) -> (Histo
         }
     }
     (latency, errors)
+}
+
+/// What [`thread_list`] measured.
+pub struct ListReport {
+    /// `thread/start` replies per second while the threads were made (64 in flight).
+    pub created_per_second: f64,
+    /// `thread/list {limit: 50}` round trips, µs: the first page, and a page 5 000 threads deep.
+    pub first_page: Histogram<u64>,
+    pub deep_page: Histogram<u64>,
+}
+
+/// Makes `threads` stored threads on one connection, then times `calls` first-page and deep-page
+/// `thread/list` requests, one at a time.
+pub async fn thread_list(
+    url: &str,
+    token: Option<&str>,
+    threads: usize,
+    calls: usize,
+) -> ListReport {
+    let mut socket = connect(url, token).await;
+    let started = Instant::now();
+    let (mut sent, mut answered) = (0usize, 0usize);
+    while answered < threads {
+        while sent < threads && sent - answered < 64 {
+            send(
+                &mut socket,
+                json!({"id": sent, "method": "thread/start", "params": {}}),
+            )
+            .await;
+            sent += 1;
+        }
+        let message = next(&mut socket).await.expect("thread/start answered");
+        if message.get("id").is_some() && message.get("method").is_none() {
+            assert!(
+                message.get("result").is_some(),
+                "thread/start failed: {message}"
+            );
+            answered += 1;
+        }
+    }
+    let created_per_second = threads as f64 / started.elapsed().as_secs_f64();
+    let mut call = async |params: Value| -> (Value, u64) {
+        let sent = Instant::now();
+        send(
+            &mut socket,
+            json!({"id": "list", "method": "thread/list", "params": params}),
+        )
+        .await;
+        loop {
+            let message = next(&mut socket).await.expect("thread/list answered");
+            if message["id"] == "list" {
+                return (message, sent.elapsed().as_micros() as u64);
+            }
+        }
+    };
+    // A cursor 5 000 threads deep: 100 pages of 50.
+    let mut cursor = Value::Null;
+    for _ in 0..(threads / 2 / 50) {
+        let (page, _) = call(json!({"limit": 50, "cursor": cursor})).await;
+        cursor = page["result"]["nextCursor"].clone();
+    }
+    let (mut first_page, mut deep_page) = (histogram(), histogram());
+    for _ in 0..calls {
+        let (page, us) = call(json!({"limit": 50})).await;
+        assert_eq!(page["result"]["data"].as_array().map(Vec::len), Some(50));
+        first_page.saturating_record(us.max(1));
+        let (page, us) = call(json!({"limit": 50, "cursor": cursor})).await;
+        assert_eq!(page["result"]["data"].as_array().map(Vec::len), Some(50));
+        deep_page.saturating_record(us.max(1));
+    }
+    ListReport {
+        created_per_second,
+        first_page,
+        deep_page,
+    }
 }

@@ -18,9 +18,6 @@ use rusqlite::Connection;
 use super::Owner;
 use super::instance::Instance;
 
-/// How much lower than the runtime's threads this thread's CPU priority is (`nice`).
-const STORE_NICENESS: i32 = 5;
-
 /// Most writes one transaction takes.
 const MAX_BATCH: usize = 64;
 
@@ -48,12 +45,7 @@ pub(super) fn spawn(
     let (jobs, queue) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("authbridge-store".to_owned())
-        .spawn(move || {
-            // Under load, streaming deltas go before bookkeeping: a busy core runs this thread
-            // less often, and its writes then share more commits.
-            let _ = rustix::process::nice(STORE_NICENESS);
-            serve(&conn, &instance, &queue)
-        })?;
+        .spawn(move || serve(&conn, &instance, &queue))?;
     Ok((jobs, thread))
 }
 

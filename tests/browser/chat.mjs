@@ -1,9 +1,11 @@
 // Drives the console's chat view in headless Chromium against a server whose model backend is the
-// fake one: the account shown on connect, the method list from the server, an API-key login, a
-// streamed answer with its reasoning collapsed and token usage, a host tool answered from the
-// server-request panel, and an interrupted turn. Prints one JSON line (tests/suite/browser.rs).
+// fake one: the account shown on connect, the method list from the server, a host-owned-token login,
+// a streamed answer with its reasoning collapsed and token usage, a host tool and a token refresh
+// answered from the server-request panel, and an interrupted turn. Prints one JSON line
+// (tests/suite/browser.rs).
 //
 // Inputs: --console-url [AUTHBRIDGE_CONSOLE_URL], --token [AUTHBRIDGE_TOKEN],
+//         --id-token [AUTHBRIDGE_ID_TOKEN] (login and refresh idToken, a JWT),
 //         --chromium [AUTHBRIDGE_CHROMIUM] (default /usr/bin/chromium).
 
 import { mkdtempSync, rmSync } from "node:fs";
@@ -15,6 +17,7 @@ import { LAUNCH_ARGS, option as sharedOption } from "./common.mjs";
 const option = (name, envName, fallback) => sharedOption("chat.mjs", name, envName, fallback);
 const consoleUrl = option("console-url", "AUTHBRIDGE_CONSOLE_URL");
 const token = option("token", "AUTHBRIDGE_TOKEN");
+const idToken = option("id-token", "AUTHBRIDGE_ID_TOKEN");
 const executablePath = option("chromium", "AUTHBRIDGE_CHROMIUM", "/usr/bin/chromium");
 
 const T = (id) => `[data-testid="${id}"]`;
@@ -77,9 +80,9 @@ async function main() {
   await page.locator(`${T("method-select")} option[value="turn/start"]`).waitFor({ state: "attached" });
   const methods = await page.$$eval(`${T("method-select")} option`, (options) => options.map((o) => o.value));
 
-  step = "logging in with an API key";
-  await page.selectOption(T("method-select"), "login:apiKey");
-  await page.fill(T("params-input"), JSON.stringify({ type: "apiKey", apiKey: "sk-console" }));
+  step = "logging in with host-owned tokens";
+  await page.selectOption(T("method-select"), "login:chatgptAuthTokens");
+  await page.fill(T("params-input"), JSON.stringify({ type: "chatgptAuthTokens", idToken, accessToken: "access-1" }));
   await page.click(T("send-button"));
   await page.locator(`${ENTRY}[data-method="account/updated"]`).first().waitFor({ state: "attached" });
   const accountAfterLogin = await text("info-account");
@@ -129,18 +132,31 @@ async function main() {
   await page.locator(`${T("chat-agentMessage")}:text-is("Hello from fake backend.")`).waitFor();
   await idle();
 
+  step = "answering a token refresh from the panel";
+  await page.fill(T("chat-input"), "a 401 first /401");
+  await page.click(T("chat-send"));
+  await panel.waitFor({ state: "visible" });
+  const refreshRequest = { method: await text("refresh-method"), countdown: await text("refresh-countdown") };
+  await page.check(T("refresh-shape-idtoken"));
+  await page.fill(T("refresh-id-token"), idToken);
+  await page.fill(T("refresh-access-token"), "access-2");
+  await page.click(T("refresh-send"));
+  await panel.waitFor({ state: "hidden" });
+  await page.locator(`${T("chat-agentMessage")}:text-is("Hello from fake backend.")`).nth(1).waitFor();
+  await idle();
+
   step = "interrupting a slow answer";
   await page.fill(T("chat-input"), "take your time /slow");
   await page.click(T("chat-send"));
   await page.locator(`${T("chat")}[data-running="true"]`).waitFor({ state: "attached" });
-  await page.locator(`${T("chat-agentMessage")}:not(:empty)`).nth(1).waitFor();
+  await page.locator(`${T("chat-agentMessage")}:not(:empty)`).nth(2).waitFor();
   await page.click(T("chat-interrupt"));
   await page.locator(`.chat-note:text-is("Turn interrupted.")`).waitFor();
   await idle();
   const interrupt = await json(page.locator(`${ENTRY}[data-direction="out"][data-method="turn/interrupt"]`).first());
 
   step = "closing";
-  const observed = { accountOnConnect, methods, accountAfterLogin, chat, toolThread, toolRequest, interrupt: interrupt.params, pageErrors };
+  const observed = { accountOnConnect, methods, accountAfterLogin, chat, toolThread, toolRequest, refreshRequest, interrupt: interrupt.params, pageErrors };
   await finish(0, JSON.stringify(observed));
 }
 

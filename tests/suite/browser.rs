@@ -260,10 +260,15 @@ async fn the_console_logs_in_answers_a_refresh_and_shows_rate_limits() {
 )]
 async fn the_console_chat_streams_answers_runs_a_host_tool_and_interrupts() {
     let backend = authbridge::dev_backend::FakeBackend::start().await.unwrap();
-    // As `authbridge dev-backend` does: `/tool` and `/slow` in a message pick the answer.
+    // As `authbridge dev-backend` does: `/tool`, `/401` and `/slow` in a message pick the answer.
     backend.set_fallback(None);
-    let overrides =
-        crate::support::turns::overrides(&backend, &["model.tool_call_timeout_secs=30"]);
+    let overrides = crate::support::turns::overrides(
+        &backend,
+        &[
+            "model.tool_call_timeout_secs=30",
+            "auth.external_refresh_timeout_secs=8",
+        ],
+    );
     let overrides: Vec<&str> = overrides.iter().map(String::as_str).collect();
     let server = TestServer::start(&overrides).await;
     let info = server_json(server.home());
@@ -275,6 +280,10 @@ async fn the_console_chat_streams_answers_runs_a_host_tool_and_interrupts() {
                 info["consoleUrl"].as_str().unwrap(),
             ),
             ("AUTHBRIDGE_TOKEN", info["token"].as_str().unwrap()),
+            (
+                "AUTHBRIDGE_ID_TOKEN",
+                &idt("chat@example.com", "pro", "org-chat"),
+            ),
         ],
     )
     .await;
@@ -295,7 +304,10 @@ async fn the_console_chat_streams_answers_runs_a_host_tool_and_interrupts() {
             "{method} missing from {methods:?}"
         );
     }
-    assert_eq!(observed["accountAfterLogin"], json!("API key"));
+    assert_eq!(
+        observed["accountAfterLogin"],
+        json!("chatgptAuthTokens · pro")
+    );
     let chat = &observed["chat"];
     assert_eq!(chat["user"], json!("hello"));
     assert_eq!(chat["answer"], json!("Hello from fake backend."));
@@ -348,6 +360,24 @@ async fn the_console_chat_streams_answers_runs_a_host_tool_and_interrupts() {
         outputs.iter().all(|output| output["output"] == "12:00"),
         "{outputs:?}"
     );
+
+    // A 401 in a turn: the refresh request was answered from the panel, within the server's
+    // window, and the retried request carried the new token.
+    assert_eq!(observed["refreshRequest"]["method"], json!(REFRESH));
+    let countdown: f64 = observed["refreshRequest"]["countdown"]
+        .as_str()
+        .unwrap()
+        .trim_end_matches(" s")
+        .parse()
+        .unwrap();
+    assert!(countdown > 5.0 && countdown <= 8.0, "{countdown}");
+    let bearers: Vec<String> = backend
+        .requests()
+        .iter()
+        .filter_map(|request| request.header("authorization").map(str::to_owned))
+        .collect();
+    assert_eq!(bearers.first().map(String::as_str), Some("Bearer access-1"));
+    assert_eq!(bearers.last().map(String::as_str), Some("Bearer access-2"));
 
     assert_eq!(observed["interrupt"]["threadId"], observed["toolThread"]);
     assert_eq!(observed["pageErrors"], json!([]));
