@@ -455,6 +455,7 @@ pub async fn thread_list(
     calls: usize,
 ) -> ListReport {
     let mut socket = connect(url, token).await;
+    login(&mut socket).await;
     let started = Instant::now();
     let (mut sent, mut answered) = (0usize, 0usize);
     while answered < threads {
