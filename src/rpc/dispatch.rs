@@ -2,19 +2,19 @@
 //! method table as tasks, and queue each reply — then, and only then, what the request caused.
 //!
 //! `initialize` runs inline (it completes before the next message is looked at, SPEC §3.5); every
-//! other request runs as its own task, so the reader is always free to take the next frame. A
+//! other request runs as its own task (`request.rs`), so the reader is always free to take the next
+//! frame. A
 //! request's [`AfterReply`] is applied right after its reply is queued; for a batch, after the
 //! array reply. This is the one place that ordering rule lives.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, join_all};
-use jsonrpsee::core::server::{ConnectionId, Extensions, MethodCallback, Methods};
-use jsonrpsee::types::{Id, Params};
+use jsonrpsee::core::server::Methods;
+use jsonrpsee::types::Params;
 use serde_json::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -24,8 +24,8 @@ use crate::jsonrpc::RpcError;
 use crate::jsonrpc::envelope::{self, Entry, Frame, Reply};
 use crate::peer::{AfterReply, ClientRequestError, Hub, Overflow, Peer, QueueReader, WriteQueue};
 use crate::protocol::methods::INITIALIZE;
-use crate::rpc::cancel::{self, CANCEL_REQUEST, RunningRequests, Ticket};
-use crate::rpc::methods::RequestScope;
+use crate::rpc::cancel::{self, CANCEL_REQUEST, RunningRequests};
+use crate::rpc::request::{Answer, Completed, InFlight, Prepared, Shared, answer, cancelled_reply};
 
 /// Per-connection limits.
 #[derive(Clone, Copy, Debug)]
@@ -103,46 +103,11 @@ impl RpcServer {
 
 /// The reader's side of one connection.
 pub struct Dispatcher {
+    rpc: Arc<RpcServer>,
     shared: Arc<Shared>,
     tasks: TaskTracker,
     /// Set at shutdown: only replies to our server requests are still taken.
     draining: AtomicBool,
-}
-
-/// What a connection's request tasks share.
-struct Shared {
-    rpc: Arc<RpcServer>,
-    peer: Peer,
-    running: RunningRequests,
-}
-
-/// A request copied out of its frame, ready to run.
-struct Prepared {
-    id: Box<str>,
-    method: &'static str,
-    callback: MethodCallback,
-    params: Params<'static>,
-    jsonrpc: bool,
-    in_flight: Option<InFlight>,
-    /// Cancellable requests hold a ticket from admission on.
-    ticket: Option<Ticket>,
-}
-
-/// A rendered reply and what follows it.
-struct Completed {
-    text: String,
-    after: AfterReply,
-    /// The request's in-flight slot, freed as the reply is queued.
-    in_flight: Option<InFlight>,
-}
-
-/// One request counted against the connection's in-flight limit until dropped.
-struct InFlight(Peer);
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.queue().finish_request();
-    }
 }
 
 /// What to do with one entry of a frame.
@@ -161,11 +126,12 @@ impl Dispatcher {
         let id = rpc.connection_ids.fetch_add(1, Ordering::Relaxed);
         let peer = Peer::new(id, queue, rpc.request_ids.clone());
         let shared = Arc::new(Shared {
-            rpc,
+            hub: rpc.hub.clone(),
             peer,
             running: RunningRequests::default(),
         });
         let dispatcher = Self {
+            rpc,
             shared,
             tasks: TaskTracker::new(),
             draining: AtomicBool::new(false),
@@ -272,7 +238,7 @@ impl Dispatcher {
                 .peer
                 .queue()
                 .push_text(format!("[{}]", parts.join(",")));
-            after.apply(&shared.rpc.hub);
+            after.apply(&shared.hub);
         });
     }
 
@@ -294,20 +260,15 @@ impl Dispatcher {
                     ))
                 };
                 // SPEC §3.6 check order: in-flight limit, then method.
-                if !peer
-                    .queue()
-                    .start_request(self.shared.rpc.limits.max_in_flight)
-                {
+                if !peer.queue().start_request(self.rpc.limits.max_in_flight) {
                     return refuse(RpcError::overloaded());
                 }
                 let in_flight = InFlight(peer.clone());
-                let Some((name, callback)) = self.shared.rpc.methods.method_with_name(&method)
-                else {
+                let Some((name, callback)) = self.rpc.methods.method_with_name(&method) else {
                     drop(in_flight);
                     return refuse(RpcError::method_not_found(&method));
                 };
                 let ticket = self
-                    .shared
                     .rpc
                     .cancellable
                     .contains(&name)
@@ -408,54 +369,7 @@ impl Dispatcher {
 impl Drop for Dispatcher {
     fn drop(&mut self) {
         self.shared.peer.close();
-        self.shared.rpc.disconnects.notify_one();
-    }
-}
-
-/// Where a cancelled request's `-32800` goes.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Answer {
-    Queue,
-    InBatch,
-}
-
-/// Held by a cancellable request's task while it runs, with its in-flight slot. Dropped with an
-/// aborted task, it frees the slot, forgets the request and queues `-32800` (if it has a reply to
-/// send).
-struct CancelGuard {
-    shared: Arc<Shared>,
-    ticket: Ticket,
-    in_flight: Option<InFlight>,
-    /// `Some(jsonrpc)` while an aborted request must still be answered.
-    reply: Option<bool>,
-}
-
-impl Drop for CancelGuard {
-    fn drop(&mut self) {
-        // The slot is free before the client can see the answer.
-        drop(self.in_flight.take());
-        let id = self.shared.running.finish(self.ticket);
-        if let (Some(jsonrpc), Some(id)) = (self.reply, id) {
-            let reply = envelope::failure(Some(&id), jsonrpc, &RpcError::request_cancelled());
-            self.shared.peer.queue().push_text(reply);
-        }
-    }
-}
-
-/// The reply a cancelled request gets.
-fn cancelled_reply(request: &Prepared, peer: &Peer) -> String {
-    envelope::failure(
-        Some(&request.id),
-        peer.reply_jsonrpc(request.jsonrpc),
-        &RpcError::request_cancelled(),
-    )
-}
-
-fn answer(text: String) -> Completed {
-    Completed {
-        text,
-        after: AfterReply::default(),
-        in_flight: None,
+        self.rpc.disconnects.notify_one();
     }
 }
 
@@ -464,104 +378,4 @@ fn client_reply(outcome: Reply<'_>) -> Result<Value, ClientRequestError> {
         Reply::Result(raw) => Ok(serde_json::from_str::<Value>(raw).unwrap_or(Value::Null)),
         Reply::Error { code, message } => Err(ClientRequestError::Rejected { code, message }),
     }
-}
-
-impl Shared {
-    /// Runs a request. A cancellable one holds its guard from before the task is first polled,
-    /// so an abort at any point answers `-32800` (a single request; a batch entry's is answered
-    /// in the batch reply).
-    fn run(
-        self: Arc<Self>,
-        mut request: Prepared,
-        answer: Answer,
-    ) -> BoxFuture<'static, Completed> {
-        let Some(ticket) = request.ticket else {
-            return async move { self.execute(request).await }.boxed();
-        };
-        let guard = CancelGuard {
-            in_flight: request.in_flight.take(),
-            reply: (answer == Answer::Queue).then(|| self.peer.reply_jsonrpc(request.jsonrpc)),
-            shared: self.clone(),
-            ticket,
-        };
-        async move {
-            let mut guard = guard;
-            let completed = self.execute(request).await;
-            guard.reply = None;
-            completed
-        }
-        .boxed()
-    }
-
-    /// Calls the handler through jsonrpsee and renders its reply with the client's raw id.
-    async fn execute(&self, request: Prepared) -> Completed {
-        let scope = Arc::new(RequestScope::new(
-            self.peer.clone(),
-            self.rpc.hub.clone(),
-            request.jsonrpc,
-        ));
-        let mut extensions = Extensions::new();
-        extensions.insert(scope.clone());
-        // Ids jsonrpsee writes exactly as the client did go through it; others are spliced back in.
-        let passthrough = envelope::passthrough_id(&request.id);
-        let call = invoke(
-            request.callback,
-            passthrough.clone().unwrap_or(Id::Null),
-            request.params,
-            self.peer.id(),
-            extensions,
-        );
-        let reply = match AssertUnwindSafe(call).catch_unwind().await {
-            Ok(Some(reply)) => Ok(reply),
-            Ok(None) => Err(RpcError::method_not_found(request.method)),
-            Err(_) => {
-                tracing::error!(method = request.method, "request handler panicked");
-                Err(RpcError::internal("internal error"))
-            }
-        };
-        let jsonrpc = self.peer.reply_jsonrpc(request.jsonrpc);
-        let text = match reply {
-            Ok(reply) if passthrough.is_some() => envelope::adopt(reply, jsonrpc),
-            Ok(reply) => envelope::readdress(&request.id, jsonrpc, &reply),
-            Err(error) => envelope::failure(Some(&request.id), jsonrpc, &error),
-        };
-        Completed {
-            text,
-            after: scope.take_after(),
-            in_flight: request.in_flight,
-        }
-    }
-
-    /// Queues the reply, then applies what the request caused.
-    fn deliver(&self, completed: Completed) {
-        drop(completed.in_flight);
-        self.peer.queue().push_text(completed.text);
-        completed.after.apply(&self.rpc.hub);
-    }
-}
-
-/// Calls a jsonrpsee callback; returns the reply it serialized.
-async fn invoke(
-    callback: MethodCallback,
-    id: Id<'static>,
-    params: Params<'static>,
-    connection: u64,
-    extensions: Extensions,
-) -> Option<String> {
-    let response = match callback {
-        MethodCallback::Async(method) => {
-            method(
-                id,
-                params,
-                ConnectionId(connection as usize),
-                usize::MAX,
-                extensions,
-            )
-            .await
-        }
-        MethodCallback::Sync(method) => method(id, params, usize::MAX, extensions),
-        MethodCallback::Subscription(_) | MethodCallback::Unsubscription(_) => return None,
-    };
-    let reply: Box<str> = response.into_json().into();
-    Some(reply.into_string())
 }

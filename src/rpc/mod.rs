@@ -8,6 +8,7 @@ mod errors;
 #[cfg(test)]
 pub mod memory;
 pub mod methods;
+mod request;
 #[cfg(test)]
 mod tests;
 

@@ -5,6 +5,7 @@
 //! turn — completed, failed or interrupted. Interrupts, steering and shutdown reach it through
 //! its cancel token and steer channel; dropping a response body closes the upstream at once.
 
+mod announce;
 mod attempt;
 mod record;
 
