@@ -3,7 +3,7 @@
 //! docs/BENCHMARKS.md.
 //!
 //! ```text
-//! cargo bench --bench turns                 # everything (a few minutes)
+//! cargo bench --bench turns                 # everything (about six minutes)
 //! cargo bench --bench turns -- lag          # per-delta lag and time to first delta, 1 ms gap
 //!     [--streams 64] [--deltas 100]         # one shape only (default: 1, then 64); deltas per turn
 //! cargo bench --bench turns -- throughput   # deltas/s at gap 0, 8 clients
@@ -442,7 +442,7 @@ async fn scale(options: &Options) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let idle = driver::rss_bytes(pid).unwrap_or(0);
     println!(
-        "## 1024 concurrent streaming turns (64 connections × 16 threads, 200 deltas 5 ms apart), four times on one server\n"
+        "## 1024 concurrent streaming turns (64 connections × 16 threads, 200 deltas 5 ms apart), eight times on one server\n"
     );
     println!(
         "| round | turns completed | deltas | errors | lag p50 / p99 (µs) | RSS idle | RSS peak | RSS after | after / idle |"
@@ -451,7 +451,7 @@ async fn scale(options: &Options) {
     let mib = |bytes: u64| format!("{:.1} MiB", bytes as f64 / 1048576.0);
     // A second round that ends where the first did means memory is kept for reuse, not leaked
     // per turn.
-    for round in 1..=4 {
+    for round in 1..=8 {
         let mut load = bench.load(64, 16);
         load.turns_per_slot = Some(1);
         load.warmup = Duration::ZERO;

@@ -139,7 +139,7 @@ impl Threads {
 
     async fn unload_where(&self, candidate: impl Fn(&Uuid) -> bool) {
         let _leases = self.lease_lock.lock().await;
-        let unloaded: Vec<(Uuid, bool)> = {
+        let (unloaded, none_left): (Vec<(Uuid, bool)>, bool) = {
             let mut loaded = self.loaded.lock().expect("threads lock");
             let mut gone = Vec::new();
             loaded.retain(|id, thread| {
@@ -154,8 +154,12 @@ impl Threads {
                 gone.push((*id, state.header.settings.ephemeral));
                 false
             });
-            gone
+            let none_left = !gone.is_empty() && loaded.is_empty();
+            (gone, none_left)
         };
+        if none_left {
+            release_freed_memory();
+        }
         let Ok(store) = &self.store else { return };
         for (id, ephemeral) in unloaded {
             tracing::debug!(thread = %id, "thread unloaded");
@@ -215,4 +219,15 @@ impl Threads {
 
 fn parse_thread_id(id: &str) -> Result<Uuid, ThreadError> {
     Uuid::parse_str(id).map_err(|err| ThreadError::InvalidThreadId(err.to_string()))
+}
+
+/// Hands memory freed by unloaded threads back to the OS. glibc keeps what a burst of turns freed
+/// for reuse, so without this a server stays at its peak size while idle; called when the last
+/// loaded thread unloads (rare, and then the process has nothing else to do).
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers and only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
