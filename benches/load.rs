@@ -14,6 +14,7 @@
 
 mod driver;
 
+use driver::options::Options;
 use driver::process::{
     Server, authbridge_binary, machine, pin_driver, spawn_authbridge, spawn_floor,
 };
@@ -25,47 +26,12 @@ use serde_json::json;
 
 const SHAPES: &str = "1x1,4x16,16x8";
 
-struct Options {
-    command: String,
-    flags: Vec<(String, String)>,
-}
-
-impl Options {
-    fn parse() -> Self {
-        let mut args = std::env::args().skip(1).filter(|arg| arg != "--bench");
-        let command = args.next().unwrap_or_else(|| "all".to_owned());
-        let rest: Vec<String> = args.collect();
-        let flags = rest
-            .chunks(2)
-            .map(|pair| {
-                (
-                    pair[0].trim_start_matches("--").to_owned(),
-                    pair.get(1).cloned().unwrap_or_default(),
-                )
-            })
-            .collect();
-        Self { command, flags }
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.flags
-            .iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| value.as_str())
-    }
-
-    fn number(&self, name: &str, default: f64) -> f64 {
-        self.get(name)
-            .map_or(default, |value| value.parse().expect("a number"))
-    }
-}
-
 fn main() {
     let options = Options::parse();
     if options.command == "serve-floor" {
         return serve_floor();
     }
-    if options.get("pin") != Some("no") {
+    if options.pin() {
         pin_driver();
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -24,45 +24,9 @@ mod driver;
 use std::time::Duration;
 
 use authbridge::dev_backend::{FakeBackend, Reply};
+use driver::options::Options;
 use driver::process::{Server, machine, pin_driver, spawn_authbridge, spawn_self};
 use driver::turns::{TurnLoad, TurnReport, interrupts, run_floor, run_turns};
-
-struct Options {
-    command: String,
-    flags: Vec<(String, String)>,
-}
-
-impl Options {
-    fn parse() -> Self {
-        let mut args = std::env::args().skip(1).filter(|arg| arg != "--bench");
-        let command = args.next().unwrap_or_else(|| "all".to_owned());
-        let rest: Vec<String> = args.collect();
-        let flags = rest
-            .chunks(2)
-            .map(|pair| {
-                (
-                    pair[0].trim_start_matches("--").to_owned(),
-                    pair.get(1).cloned().unwrap_or_default(),
-                )
-            })
-            .collect();
-        Self { command, flags }
-    }
-
-    fn number(&self, name: &str, default: f64) -> f64 {
-        self.flags
-            .iter()
-            .find(|(key, _)| key == name)
-            .map_or(default, |(_, value)| value.parse().expect("a number"))
-    }
-
-    fn pin(&self) -> bool {
-        !self
-            .flags
-            .iter()
-            .any(|(key, value)| key == "pin" && value == "no")
-    }
-}
 
 /// The fake backend and an authbridge child pointed at it.
 struct Bench {
@@ -209,11 +173,9 @@ fn main() {
 /// The relay floor, run as a child process: `turns serve-relay --backend <base>` prints its port.
 fn serve_relay(options: &Options) {
     let base = options
-        .flags
-        .iter()
-        .find(|(key, _)| key == "backend")
-        .map(|(_, value)| value.clone())
-        .expect("--backend <base url>");
+        .get("backend")
+        .expect("--backend <base url>")
+        .to_owned();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod options;
 pub mod process;
 pub mod relay;
 pub mod stdio_bridge;
