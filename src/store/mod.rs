@@ -197,29 +197,16 @@ impl Store {
     /// Makes every later write that grows the file fail as on a full disk.
     #[cfg(test)]
     pub fn fill_up_for_tests(&self) {
-        let (done, filled) = std::sync::mpsc::channel();
-        let fill = move |conn: &Connection, _: &Owner<'_>| -> rusqlite::Result<()> {
+        let fill = self.read(|conn, _| {
             let pages: i64 = conn.query_row("PRAGMA page_count", [], |row| row.get(0))?;
             let _: i64 =
                 conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |row| {
                     row.get(0)
                 })?;
             Ok(())
-        };
-        let job = writer::Job {
-            write: false,
-            run: Box::new(move |database| {
-                let (conn, owner) = database.expect("reads always run");
-                fill(conn, owner).expect("the store fills up");
-                let _ = done.send(());
-                writer::Completion {
-                    succeeded: true,
-                    deliver: Box::new(|_| {}),
-                }
-            }),
-        };
-        self.inner.jobs.send(job).expect("the store thread runs");
-        filled.recv().expect("the store fills up");
+        });
+        // The store's own thread does the work, so blocking here cannot deadlock it.
+        futures::executor::block_on(fill).expect("the store fills up");
     }
 
     /// At exit: this process's leases go, and its instance file.
