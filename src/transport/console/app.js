@@ -775,13 +775,11 @@
       return;
     }
     clearFieldError(ui.paramsError, ui.paramsInput);
-    const id = state.nextId++;
-    const message = { id, method };
-    if (params.value !== undefined) message.params = params.value;
-    if (!send(message)) {
-      state.nextId--;
+    if (!socketOpen()) {
       showFieldError(ui.paramsError, null, "Not connected.");
+      return;
     }
+    call(method, params.value);
   }
 
   function onFormat() {
