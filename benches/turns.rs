@@ -435,6 +435,15 @@ async fn scale(options: &Options) {
             after as f64 / idle.max(1) as f64
         );
     }
+    // Idle worker threads of the runtime's blocking pool (file work at login) end after 10 s.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let settled = driver::rss_bytes(pid).unwrap_or(0);
+    println!(
+        "| 11 s later | | | | | {} | | {} | {:.2} |",
+        mib(idle),
+        mib(settled),
+        settled as f64 / idle.max(1) as f64
+    );
     println!();
 }
 

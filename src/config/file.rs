@@ -33,6 +33,7 @@ pub(super) struct FileConfig {
 #[serde(default)]
 pub(super) struct FileBackend {
     pub(super) max_concurrent: Option<usize>,
+    pub(super) idle_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -159,6 +160,12 @@ impl FileBackend {
                 "backend.max_concurrent",
                 self.max_concurrent.unwrap_or(64),
                 1,
+                4096,
+            )?,
+            idle_connections: in_range(
+                "backend.idle_connections",
+                self.idle_connections.unwrap_or(16),
+                0,
                 4096,
             )?,
         })

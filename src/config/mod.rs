@@ -52,6 +52,9 @@ pub struct Config {
 pub struct BackendConfig {
     /// Backend requests in flight process-wide; more wait for a slot.
     pub max_concurrent: usize,
+    /// Idle connections kept open per backend host for the next request; the rest close when
+    /// their response ends, so a burst's sockets and buffers do not outlive it.
+    pub idle_connections: usize,
 }
 
 /// Where to listen.

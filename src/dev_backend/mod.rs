@@ -4,6 +4,7 @@
 //! an account or a network (a message containing `/tool`, `/401` or `/slow` asks for a tool
 //! call, one unauthorized answer — the retry after a token refresh succeeds — or a slow stream).
 
+mod connections;
 mod script;
 
 use std::collections::VecDeque;
@@ -22,6 +23,7 @@ use futures::Stream;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use connections::CountingListener;
 use script::{BodyEnd, Rendered, rate_limit_headers, render};
 pub use script::{Reply, STAMP_DIGITS};
 
@@ -59,6 +61,8 @@ struct Shared {
     request_count: watch::Sender<usize>,
     /// Streams whose body the client dropped before it ended.
     closed_early: watch::Sender<usize>,
+    /// TCP connections open to the fake now.
+    open_connections: watch::Sender<usize>,
     responses: AtomicUsize,
     gap: Duration,
     /// Opened once per paused stream that may go on.
@@ -88,6 +92,7 @@ impl FakeBackend {
             requests: Mutex::default(),
             request_count: watch::channel(0).0,
             closed_early: watch::channel(0).0,
+            open_connections: watch::channel(0).0,
             responses: AtomicUsize::new(0),
             gap: slow_gap,
             gate: tokio::sync::Semaphore::new(0),
@@ -100,11 +105,11 @@ impl FakeBackend {
             .route("/api/codex/usage", get(usage))
             .route("/gate/open", post(open_gate))
             .with_state(shared.clone());
+        let listener = CountingListener {
+            listener,
+            open: shared.open_connections.clone(),
+        };
         tokio::spawn(async move {
-            // Small SSE writes must not wait for Nagle's algorithm.
-            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
             let _ = axum::serve(listener, app).await;
         });
         Ok(Self { addr, shared })
@@ -162,6 +167,12 @@ impl FakeBackend {
     /// How many streams the client dropped before they ended, so far.
     pub fn closed_streams(&self) -> usize {
         *self.shared.closed_early.borrow()
+    }
+
+    /// Waits until exactly `n` TCP connections are open to the fake.
+    pub async fn wait_for_open_connections(&self, n: usize) {
+        let mut open = self.shared.open_connections.subscribe();
+        let _ = open.wait_for(|open| *open == n).await;
     }
 
     /// Waits until at least `n` streams were dropped by the client before they ended.

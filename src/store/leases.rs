@@ -52,11 +52,18 @@ impl Store {
 
     /// Closes `thread_id` in this process.
     pub async fn release_lease(&self, thread_id: &str) -> Result<(), StoreError> {
-        let id = thread_id.to_owned();
+        self.release_leases(vec![thread_id.to_owned()]).await
+    }
+
+    /// Closes every thread of `thread_ids` in this process, in one write.
+    pub async fn release_leases(&self, thread_ids: Vec<String>) -> Result<(), StoreError> {
         self.write(move |conn, owner| {
-            conn.prepare_cached("DELETE FROM leases WHERE thread_id = ?1 AND instance = ?2")?
-                .execute(params![id, owner.instance.id()])
-                .map(drop)
+            let mut delete =
+                conn.prepare_cached("DELETE FROM leases WHERE thread_id = ?1 AND instance = ?2")?;
+            for id in &thread_ids {
+                delete.execute(params![id, owner.instance.id()])?;
+            }
+            Ok(())
         })
         .await
     }

@@ -209,6 +209,12 @@ impl Store {
         futures::executor::block_on(fill).expect("the store fills up");
     }
 
+    /// Gives back the page cache's memory (nothing is loaded: what it holds is not needed soon,
+    /// and SQLite reads it again from the file when it is).
+    pub async fn release_memory(&self) -> Result<(), StoreError> {
+        self.read(|conn, _| conn.release_memory()).await
+    }
+
     /// At exit: this process's leases go, and its instance file.
     pub async fn close(&self) {
         if let Err(err) = self.release_all_leases().await {

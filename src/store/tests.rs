@@ -189,6 +189,25 @@ async fn a_lease_held_by_a_live_process_refuses_and_lapses_with_it() {
 }
 
 #[tokio::test]
+async fn many_leases_release_in_one_write_and_the_cache_can_be_given_back() {
+    let home = tempfile::tempdir().unwrap();
+    let first = Store::open(home.path()).unwrap();
+    let second = Store::open(home.path()).unwrap();
+    let threads: Vec<String> = (0..3).map(|_| id()).collect();
+    for thread in &threads {
+        first.create_thread(&header(thread, 1)).await.unwrap();
+        first.acquire_lease(thread).await.unwrap();
+    }
+    first.release_leases(threads[..2].to_vec()).await.unwrap();
+    first.release_memory().await.unwrap();
+    second.acquire_lease(&threads[0]).await.unwrap();
+    second.acquire_lease(&threads[1]).await.unwrap();
+    assert!(second.acquire_lease(&threads[2]).await.is_err());
+    // The store reads what it gave back again from the file.
+    assert!(first.load(&threads[2], true).await.unwrap().is_some());
+}
+
+#[tokio::test]
 async fn recovery_interrupts_only_the_turns_of_stopped_processes() {
     let home = tempfile::tempdir().unwrap();
     let running = Store::open(home.path()).unwrap();

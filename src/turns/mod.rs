@@ -157,15 +157,26 @@ impl Threads {
             let none_left = !gone.is_empty() && loaded.is_empty();
             (gone, none_left)
         };
+        for (id, _) in &unloaded {
+            tracing::debug!(thread = %id, "thread unloaded");
+        }
+        if let Ok(store) = &self.store {
+            let leased: Vec<String> = unloaded
+                .iter()
+                .filter(|(_, ephemeral)| !ephemeral)
+                .map(|(id, _)| id.to_string())
+                .collect();
+            if !leased.is_empty()
+                && let Err(err) = store.release_leases(leased).await
+            {
+                tracing::warn!(error = %err, "cannot release thread leases");
+            }
+            if none_left && let Err(err) = store.release_memory().await {
+                tracing::debug!(error = %err, "cannot release the store's cache");
+            }
+        }
         if none_left {
             release_freed_memory();
-        }
-        let Ok(store) = &self.store else { return };
-        for (id, ephemeral) in unloaded {
-            tracing::debug!(thread = %id, "thread unloaded");
-            if !ephemeral && let Err(err) = store.release_lease(&id.to_string()).await {
-                tracing::warn!(thread = %id, error = %err, "cannot release a thread lease");
-            }
         }
     }
 

@@ -1180,3 +1180,34 @@ async fn a_backend_that_is_down_fails_the_turn_after_its_retries() {
     );
     assert_eq!(last["codexErrorInfo"], "other");
 }
+
+#[tokio::test]
+async fn backend_connections_beyond_the_idle_limit_close_when_their_turns_end() {
+    let mut f = Fixture::start(&["backend.idle_connections=1"]).await;
+    f.backend.script(std::iter::repeat_n(Reply::Paused, 4));
+    for _ in 0..4 {
+        let thread = f.thread(json!({})).await;
+        f.turn(&thread, "hi").await;
+    }
+    // Four streams at once hold four connections.
+    f.backend.wait_for_requests(4).await;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        f.backend.wait_for_open_connections(4),
+    )
+    .await
+    .expect("four backend connections");
+    for _ in 0..4 {
+        f.backend.open_gate();
+    }
+    for _ in 0..4 {
+        let messages = f.completed().await;
+        assert_eq!(last_turn(&messages)["status"], "completed");
+    }
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        f.backend.wait_for_open_connections(1),
+    )
+    .await
+    .expect("only one idle backend connection is kept");
+}
