@@ -272,8 +272,22 @@ async fn throughput(bench: &Bench) {
     println!("|---|---|---|---|---|---|");
     bench.stream(500, 32, Duration::ZERO);
     let floor = bench.floor(8).await;
-    let (bridge, cpu, _) = bench.through_authbridge(&bench.load(8, 1)).await;
-    for (name, report, cpu) in [("floor", &floor, None), ("authbridge", &bridge, Some(cpu))] {
+    let load = bench.load(8, 1);
+    let (relay, relay_cpu) = bench.through_relay(&load).await;
+    let (bridge, cpu, _) = bench.through_authbridge(&load).await;
+    let mut ephemeral_load = load.clone();
+    ephemeral_load.ephemeral = true;
+    let (ephemeral, ephemeral_cpu, _) = bench.through_authbridge(&ephemeral_load).await;
+    for (name, report, cpu) in [
+        ("direct floor", &floor, None),
+        ("relay floor", &relay, Some(relay_cpu)),
+        ("authbridge", &bridge, Some(cpu)),
+        (
+            "authbridge, ephemeral threads",
+            &ephemeral,
+            Some(ephemeral_cpu),
+        ),
+    ] {
         println!(
             "| {name} | {:.0} | {:.1} | {} / {} / {} | {} | {} |",
             report.deltas_per_second(),
@@ -285,9 +299,13 @@ async fn throughput(bench: &Bench) {
             cpu.map_or("".to_owned(), |cpu| format!("{cpu:.1}")),
         );
     }
+    let ratio =
+        |report: &TurnReport| report.deltas_per_second() / floor.deltas_per_second().max(1.0);
     println!(
-        "\nauthbridge relays {:.2}× the floor's deltas/s.\n",
-        bridge.deltas_per_second() / floor.deltas_per_second().max(1.0)
+        "\nOf the direct floor's deltas/s: authbridge {:.2}×, ephemeral threads {:.2}×, the relay floor {:.2}×.\n",
+        ratio(&bridge),
+        ratio(&ephemeral),
+        ratio(&relay)
     );
 }
 

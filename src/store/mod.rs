@@ -5,10 +5,12 @@
 //! atomic and happens at a turn boundary (thread created, turn started, item completed, turn
 //! ended), so a crash loses at most the part of a turn not yet committed. Work runs on the
 //! store's own thread (`writer`), where writes that queue up share a commit: a write waiting on
-//! another process's lock never stalls the runtime. The file is
+//! another process's lock never stalls the runtime; WAL checkpoints run on a second thread
+//! (`checkpoint`), so no write waits for one. The file is
 //! never deleted, truncated, replaced or downgraded; if it cannot be used, [`Store::open`] says
 //! why and the caller serves everything else without it.
 
+mod checkpoint;
 mod instance;
 mod leases;
 mod list;
@@ -72,6 +74,9 @@ struct Inner {
     thread: Option<std::thread::JoinHandle<()>>,
     path: PathBuf,
     instance: Arc<Instance>,
+    /// How many WAL checkpoints have finished.
+    #[cfg(test)]
+    checkpoints: tokio::sync::watch::Receiver<u64>,
 }
 
 impl Drop for Inner {
@@ -117,6 +122,12 @@ impl Store {
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(|err| fail(&err))?;
         schema::migrate(&mut conn).map_err(|err| fail(&err))?;
+        // Checkpoints happen on their own thread (`checkpoint`), never in a write.
+        let checkpointer = checkpoint::Checkpointer::start(&path).map_err(|err| fail(&err))?;
+        #[cfg(test)]
+        let checkpoints = checkpointer.finished();
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
+            .map_err(|err| fail(&err))?;
         let instance = Instance::claim(home).map_err(|err| fail(&err))?;
         let recovered = leases::recover(
             &mut conn,
@@ -132,13 +143,16 @@ impl Store {
             );
         }
         let instance = Arc::new(instance);
-        let (jobs, thread) = writer::spawn(conn, instance.clone()).map_err(|err| fail(&err))?;
+        let (jobs, thread) =
+            writer::spawn(conn, instance.clone(), checkpointer).map_err(|err| fail(&err))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 jobs,
                 thread: Some(thread),
                 path,
                 instance,
+                #[cfg(test)]
+                checkpoints,
             }),
         })
     }
@@ -192,6 +206,13 @@ impl Store {
             Ok(result) => result.map_err(|detail| StoreError::new(&self.inner.path, detail)),
             Err(_) => Err(stopped()),
         }
+    }
+
+    /// Waits until `n` WAL checkpoints have finished.
+    #[cfg(test)]
+    pub async fn wait_for_checkpoints(&self, n: u64) {
+        let mut finished = self.inner.checkpoints.clone();
+        let _ = finished.wait_for(|count| *count >= n).await;
     }
 
     /// Makes every later write that grows the file fail as on a full disk.

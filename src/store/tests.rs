@@ -345,3 +345,33 @@ async fn writes_asked_for_together_stand_alone_when_one_fails() {
     let kept = store.load(&taken, false).await.unwrap().unwrap();
     assert_eq!(kept.header.updated_at_ms, header(&taken, 1).updated_at_ms);
 }
+
+#[tokio::test]
+async fn checkpoints_run_on_their_own_thread_and_reach_the_database_file() {
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open(home.path()).unwrap();
+    let auto: i64 = store
+        .read(|conn, _| conn.query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0)))
+        .await
+        .unwrap();
+    assert_eq!(auto, 0, "no write runs a checkpoint itself");
+    // One commit each (every write is awaited before the next is asked for).
+    for at in 0..checkpoint::COMMITS_PER_CHECKPOINT {
+        store
+            .create_thread(&header(&id(), at as i64))
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(10), store.wait_for_checkpoints(1))
+        .await
+        .expect("a checkpoint after that many commits");
+    // The database file alone, without its log, now holds the threads.
+    let copy = tempfile::tempdir().unwrap();
+    let copied = copy.path().join(FILE_NAME);
+    std::fs::copy(home.path().join(FILE_NAME), &copied).unwrap();
+    let conn = Connection::open(&copied).unwrap();
+    let threads: usize = conn
+        .query_row("SELECT count(*) FROM threads", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(threads, checkpoint::COMMITS_PER_CHECKPOINT);
+}

@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 
 use super::Owner;
+use super::checkpoint::Checkpointer;
 use super::instance::Instance;
 
 /// Most writes one transaction takes.
@@ -41,15 +42,26 @@ pub(super) struct Completion {
 pub(super) fn spawn(
     conn: Connection,
     instance: Arc<Instance>,
+    mut checkpointer: Checkpointer,
 ) -> std::io::Result<(Sender<Job>, JoinHandle<()>)> {
     let (jobs, queue) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("authbridge-store".to_owned())
-        .spawn(move || serve(&conn, &instance, &queue))?;
+        .spawn(move || {
+            serve(&conn, &instance, &queue, &mut checkpointer);
+            // Its connection closes first: the last one to close checkpoints what is left.
+            drop(checkpointer);
+            drop(conn);
+        })?;
     Ok((jobs, thread))
 }
 
-fn serve(conn: &Connection, instance: &Instance, queue: &Receiver<Job>) {
+fn serve(
+    conn: &Connection,
+    instance: &Instance,
+    queue: &Receiver<Job>,
+    checkpointer: &mut Checkpointer,
+) {
     let owner = Owner { instance };
     let mut waiting: Option<Job> = None;
     loop {
@@ -76,7 +88,9 @@ fn serve(conn: &Connection, instance: &Instance, queue: &Receiver<Job>) {
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        write_batch(conn, &owner, batch);
+        if write_batch(conn, &owner, batch) {
+            checkpointer.committed();
+        }
     }
 }
 
@@ -86,8 +100,9 @@ impl Completion {
     }
 }
 
-/// Runs `batch` in as few transactions as it can: normally one.
-fn write_batch(conn: &Connection, owner: &Owner<'_>, batch: Vec<Job>) {
+/// Runs `batch` in as few transactions as it can: normally one. Whether its last transaction
+/// committed.
+fn write_batch(conn: &Connection, owner: &Owner<'_>, batch: Vec<Job>) -> bool {
     let mut written: Vec<Completion> = Vec::new();
     let mut open = false;
     for job in batch {
@@ -104,6 +119,8 @@ fn write_batch(conn: &Connection, owner: &Owner<'_>, batch: Vec<Job>) {
             continue;
         }
         let completion = (job.run)(Some((conn, owner)));
+        // On a busy core, a turn's next delta should not wait for the rest of the batch.
+        std::thread::yield_now();
         if completion.succeeded {
             match statement(conn, "RELEASE op") {
                 Ok(()) => written.push(completion),
@@ -128,15 +145,17 @@ fn write_batch(conn: &Connection, owner: &Owner<'_>, batch: Vec<Job>) {
         completion.finish(Ok(()));
     }
     if !open {
-        return;
+        return false;
     }
     let committed = statement(conn, "COMMIT").map_err(|err| err.to_string());
     if committed.is_err() && !conn.is_autocommit() {
         let _ = statement(conn, "ROLLBACK");
     }
+    let ok = committed.is_ok();
     for done in written {
         done.finish(committed.clone());
     }
+    ok
 }
 
 fn statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
