@@ -32,6 +32,9 @@ impl Checkpointer {
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|err| err.to_string())?;
+        // A checkpoint copies log frames; it needs next to no page cache of its own.
+        conn.execute_batch("PRAGMA cache_size = 16;")
+            .map_err(|err| err.to_string())?;
         let (wake, asked) = std::sync::mpsc::sync_channel(1);
         let (count, _done) = watch::channel(0);
         let thread = std::thread::Builder::new()

@@ -48,17 +48,18 @@ impl Store {
             } else {
                 "updated_at_ms"
             };
+            // The first page starts after a row no thread can have. A row-value comparison lets
+            // the (archived, time, id) index seek straight to the cursor, however deep.
             let (time, id) = after.unwrap_or((i64::MAX, String::new()));
-            let first_page = query.cursor.is_none();
             let sql = format!(
                 "SELECT {HEADER_COLUMNS} FROM threads
-                 WHERE archived = ?1 AND (?2 OR {key} < ?3 OR ({key} = ?3 AND id < ?4))
-                 ORDER BY {key} DESC, id DESC LIMIT ?5"
+                 WHERE archived = ?1 AND ({key}, id) < (?2, ?3)
+                 ORDER BY {key} DESC, id DESC LIMIT ?4"
             );
             let mut statement = conn.prepare_cached(&sql)?;
             let mut threads: Vec<ThreadHeader> = statement
                 .query_map(
-                    params![query.archived, first_page, time, id, query.limit as i64 + 1],
+                    params![query.archived, time, id, query.limit as i64 + 1],
                     header_from,
                 )?
                 .collect::<rusqlite::Result<_>>()?;

@@ -105,7 +105,12 @@ impl Completion {
 fn write_batch(conn: &Connection, owner: &Owner<'_>, batch: Vec<Job>) -> bool {
     let mut written: Vec<Completion> = Vec::new();
     let mut open = false;
-    for job in batch {
+    for (index, job) in batch.into_iter().enumerate() {
+        if index > 0 {
+            // Between the writes of a batch, a runnable streaming task on the same core goes
+            // first: its next delta does not wait for the whole batch. A lone write never yields.
+            std::thread::yield_now();
+        }
         if !open {
             if let Err(err) = statement(conn, "BEGIN IMMEDIATE") {
                 // A busy or unusable file: nothing runs outside a transaction.
@@ -119,8 +124,6 @@ fn write_batch(conn: &Connection, owner: &Owner<'_>, batch: Vec<Job>) -> bool {
             continue;
         }
         let completion = (job.run)(Some((conn, owner)));
-        // On a busy core, a turn's next delta should not wait for the rest of the batch.
-        std::thread::yield_now();
         if completion.succeeded {
             match statement(conn, "RELEASE op") {
                 Ok(()) => written.push(completion),
