@@ -47,7 +47,7 @@ function fail(message) {
   return new Promise(() => {});
 }
 
-setTimeout(() => fail("overall timeout after 25000 ms"), 25_000);
+setTimeout(() => fail("overall timeout after 50000 ms"), 50_000);
 process.on("unhandledRejection", (error) => fail(error?.stack ?? String(error)));
 
 async function main() {
@@ -59,7 +59,7 @@ async function main() {
     timeout: 15_000,
   });
   const page = context.pages()[0] ?? (await context.newPage());
-  page.setDefaultTimeout(6_000);
+  page.setDefaultTimeout(15_000);
   dump = async () =>
     `transcript: ${await page.locator(T("chat-transcript")).textContent()}\nlog: ${(
       await page.$$eval(T("log-entry-json"), (nodes) => nodes.slice(-20).map((n) => n.textContent.replace(/\s+/g, " ").slice(0, 300)))
