@@ -16,7 +16,7 @@ mod driver;
 
 use driver::options::Options;
 use driver::process::{
-    Server, authbridge_binary, machine, pin_driver, spawn_authbridge, spawn_floor,
+    Server, authbridge_binary, machine, pin_driver, serve_as_child, spawn_authbridge, spawn_floor,
 };
 
 use std::process::{Command, Stdio};
@@ -59,18 +59,7 @@ fn main() {
 
 /// The floor server, run as a child process: `load serve-floor` prints its port.
 fn serve_floor() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!(
-            "floor listening on {}",
-            listener.local_addr().unwrap().port()
-        );
-        driver::serve_floor(listener).await;
-    });
+    serve_as_child("floor", driver::serve_floor);
 }
 
 /// One run, and the server's CPU time per reply over it (µs; user + system, from /proc).

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use authbridge::dev_backend::{FakeBackend, Reply};
 use driver::options::Options;
-use driver::process::{Server, machine, pin_driver, spawn_authbridge, spawn_self};
+use driver::process::{Server, machine, pin_driver, serve_as_child, spawn_authbridge, spawn_self};
 use driver::turns::{TurnLoad, TurnReport, interrupts, run_floor, run_turns};
 
 /// The fake backend and an authbridge child pointed at it.
@@ -176,16 +176,7 @@ fn serve_relay(options: &Options) {
         .get("backend")
         .expect("--backend <base url>")
         .to_owned();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        println!(
-            "relay listening on {}",
-            listener.local_addr().unwrap().port()
-        );
+    serve_as_child("relay", |listener| async move {
         driver::relay::serve_relay(listener, &base).await;
     });
 }

@@ -82,8 +82,29 @@ pub fn spawn_floor() -> Server {
     spawn_self(&["serve-floor"])
 }
 
+/// The child side of [`spawn_self`]: serves on a loopback port with `serve` and prints
+/// `<name> listening on <port>` first.
+pub fn serve_as_child<F, Fut>(name: &str, serve: F)
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!(
+            "{name} listening on {}",
+            listener.local_addr().unwrap().port()
+        );
+        serve(listener).await;
+    });
+}
+
 /// This benchmark binary again, as a server child (`args` pick the mode); it prints
-/// `… listening on <port>` as its first line.
+/// `… listening on <port>` as its first line ([`serve_as_child`]).
 pub fn spawn_self(args: &[&str]) -> Server {
     let mut child = server_command(&std::env::current_exe().unwrap())
         .args(args)
