@@ -119,15 +119,15 @@ impl Store {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(fail(&format!("cannot use WAL (journal mode {mode})")));
         }
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .map_err(|err| fail(&err))?;
+        // Checkpoints run on their own thread (`checkpoint`), never inside a write.
+        conn.execute_batch(
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;",
+        )
+        .map_err(|err| fail(&err))?;
         schema::migrate(&mut conn).map_err(|err| fail(&err))?;
-        // Checkpoints happen on their own thread (`checkpoint`), never in a write.
         let checkpointer = checkpoint::Checkpointer::start(&path).map_err(|err| fail(&err))?;
         #[cfg(test)]
         let checkpoints = checkpointer.finished();
-        conn.execute_batch("PRAGMA wal_autocheckpoint = 0;")
-            .map_err(|err| fail(&err))?;
         let instance = Instance::claim(home).map_err(|err| fail(&err))?;
         let recovered = leases::recover(
             &mut conn,
