@@ -20,6 +20,9 @@ use crate::rpc::dispatch::{Dispatcher, RpcServer};
 
 /// Writes between two flushes at most.
 const WRITE_BATCH: usize = 64;
+/// A frame queued this soon after the last flush is part of a burst (a model streaming fast):
+/// the writer lets the tasks producing it run once before paying for the next write.
+const BURST: Duration = Duration::from_micros(200);
 /// How long a closing connection may take to deliver what was written and its close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
@@ -203,7 +206,9 @@ async fn write_loop<K: FrameSink>(
 
 /// Writes queued frames until a close frame was sent or a write failed.
 async fn write_frames<K: FrameSink>(sink: &mut K, reader: &mut QueueReader) {
+    let mut last_flush: Option<Instant> = None;
     while let Some(first) = reader.recv().await {
+        let bursting = last_flush.is_some_and(|flushed| flushed.elapsed() < BURST);
         let mut next = Some(first);
         let mut written = 0;
         let mut yielded = false;
@@ -225,10 +230,11 @@ async fn write_frames<K: FrameSink>(sink: &mut K, reader: &mut QueueReader) {
                     next = reader.try_recv();
                 }
             }
-            // Before paying for a write, let requests that are about to reply finish: their
-            // replies then share this write instead of each costing one. With nothing running
-            // (one request at a time), write at once.
-            if yielded || written >= WRITE_BATCH || !reader.replies_pending() {
+            // Before paying for a write, let requests that are about to reply, and a stream that
+            // is delivering events back to back, run once: what they queue then shares this
+            // write instead of each costing one. With nothing running (one request at a time,
+            // deltas spaced out), write at once.
+            if yielded || written >= WRITE_BATCH || !(bursting || reader.replies_pending()) {
                 break;
             }
             yielded = true;
@@ -241,5 +247,71 @@ async fn write_frames<K: FrameSink>(sink: &mut K, reader: &mut QueueReader) {
         if sink.flush().await.is_err() {
             return;
         }
+        last_flush = Some(Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::sync::mpsc;
+
+    use super::*;
+
+    /// Counts what the writer writes between flushes.
+    #[derive(Clone, Default)]
+    struct CountingSink(Arc<Mutex<Vec<usize>>>);
+
+    impl FrameSink for CountingSink {
+        async fn write(&mut self, _text: String) -> io::Result<()> {
+            let mut batches = self.0.lock().unwrap();
+            if batches.is_empty() {
+                batches.push(0);
+            }
+            *batches.last_mut().unwrap() += 1;
+            Ok(())
+        }
+        async fn ping(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        async fn flush(&mut self) -> io::Result<()> {
+            self.0.lock().unwrap().push(0);
+            Ok(())
+        }
+        async fn close(&mut self, _code: u16, _reason: &str) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_of_a_stream_arriving_back_to_back_share_writes() {
+        let (queue, reader) = WriteQueue::new(1024, 1 << 20, Overflow::Disconnect);
+        let sink = CountingSink::default();
+        let writer = tokio::spawn(write_loop(sink.clone(), reader, CancellationToken::new()));
+        // Like a response body handing over one event at a time: each frame is queued by a task
+        // woken for it, so the writer could run between any two of them.
+        let (events, mut received) = mpsc::channel::<usize>(1);
+        let source = tokio::spawn(async move {
+            for event in 0..40 {
+                events.send(event).await.unwrap();
+            }
+        });
+        let relay = tokio::spawn(async move {
+            while let Some(event) = received.recv().await {
+                queue.push_text(format!("delta {event}"));
+            }
+        });
+        source.await.unwrap();
+        relay.await.unwrap();
+        writer.await.unwrap();
+        let batches: Vec<usize> = sink
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .copied()
+            .filter(|n| *n > 0)
+            .collect();
+        assert_eq!(batches.iter().sum::<usize>(), 40, "{batches:?}");
+        assert!(batches.len() <= 4, "one write per frame: {batches:?}");
     }
 }
