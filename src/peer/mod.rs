@@ -122,9 +122,9 @@ impl Peer {
         {
             return;
         }
-        self.0
-            .queue
-            .push_text(notification.encoded(handshake.jsonrpc).to_owned());
+        self.0.queue.push(OutFrame::Notification(
+            notification.encoded(handshake.jsonrpc).to_owned(),
+        ));
     }
 
     /// Sends a server→client request and resolves with the client's `result`, at most `timeout`

@@ -14,7 +14,11 @@ use tokio_util::sync::CancellationToken;
 /// What the transport's writer sends.
 #[derive(Debug, PartialEq, Eq)]
 pub enum OutFrame {
+    /// A reply or a server request.
     Text(String),
+    /// A notification: one of a stream of them, perhaps (the writer batches those that come
+    /// back to back).
+    Notification(String),
     /// A liveness probe (WebSocket only).
     Ping,
     /// Close the connection with this code and reason, then stop writing.
@@ -25,7 +29,7 @@ impl OutFrame {
     /// What the frame counts against the queue's byte bound.
     fn size(&self) -> usize {
         match self {
-            Self::Text(text) => text.len(),
+            Self::Text(text) | Self::Notification(text) => text.len(),
             Self::Ping | Self::Close(..) => 0,
         }
     }

@@ -20,8 +20,8 @@ use crate::rpc::dispatch::{Dispatcher, RpcServer};
 
 /// Writes between two flushes at most.
 const WRITE_BATCH: usize = 64;
-/// A frame queued this soon after the last flush is part of a burst (a model streaming fast):
-/// the writer lets the tasks producing it run once before paying for the next write.
+/// A notification queued this soon after the last flush is part of a burst (a model streaming
+/// fast): the writer lets the tasks producing it run once before paying for the next write.
 const BURST: Duration = Duration::from_micros(200);
 /// How long a closing connection may take to deliver what was written and its close frame.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
@@ -208,14 +208,15 @@ async fn write_loop<K: FrameSink>(
 async fn write_frames<K: FrameSink>(sink: &mut K, reader: &mut QueueReader) {
     let mut last_flush: Option<Instant> = None;
     while let Some(first) = reader.recv().await {
-        let bursting = last_flush.is_some_and(|flushed| flushed.elapsed() < BURST);
+        let bursting = matches!(first, OutFrame::Notification(_))
+            && last_flush.is_some_and(|flushed| flushed.elapsed() < BURST);
         let mut next = Some(first);
         let mut written = 0;
         let mut yielded = false;
         loop {
             while let Some(frame) = next.take() {
                 let result = match frame {
-                    OutFrame::Text(text) => sink.write(text).await,
+                    OutFrame::Text(text) | OutFrame::Notification(text) => sink.write(text).await,
                     OutFrame::Ping => sink.ping().await,
                     OutFrame::Close(code, reason) => {
                         sink.close(code, reason).await;
@@ -297,7 +298,7 @@ mod tests {
         });
         let relay = tokio::spawn(async move {
             while let Some(event) = received.recv().await {
-                queue.push_text(format!("delta {event}"));
+                queue.push(OutFrame::Notification(format!("delta {event}")));
             }
         });
         source.await.unwrap();
