@@ -164,7 +164,7 @@ impl FileBackend {
             )?,
             idle_connections: in_range(
                 "backend.idle_connections",
-                self.idle_connections.unwrap_or(16),
+                self.idle_connections.unwrap_or(64),
                 0,
                 4096,
             )?,
