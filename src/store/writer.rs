@@ -154,11 +154,10 @@ fn write_batch(conn: &Connection, owner: &Owner<'_>, batch: Vec<Job>) -> bool {
     if committed.is_err() && !conn.is_autocommit() {
         let _ = statement(conn, "ROLLBACK");
     }
-    let ok = committed.is_ok();
     for done in written {
         done.finish(committed.clone());
     }
-    ok
+    committed.is_ok()
 }
 
 fn statement(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
