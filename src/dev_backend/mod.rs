@@ -239,7 +239,7 @@ async fn responses(
                 json!({"detail": "Stream must be set to true"}).to_string(),
             )
         } else {
-            script::final_response(&render(&reply, n))
+            script::final_response(render(&reply, n))
         };
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         return (status, [(header::CONTENT_TYPE, "application/json")], text).into_response();
@@ -346,7 +346,7 @@ struct EventStream {
 }
 
 impl EventStream {
-    fn new(events: Vec<script::Event>, end: BodyEnd, shared: Arc<Shared>) -> Self {
+    fn new(events: script::Events, end: BodyEnd, shared: Arc<Shared>) -> Self {
         let stream = async_stream(events, end, shared.clone());
         Self {
             inner: Box::pin(stream),
@@ -357,53 +357,50 @@ impl EventStream {
 }
 
 fn async_stream(
-    events: Vec<script::Event>,
+    events: script::Events,
     end: BodyEnd,
     shared: Arc<Shared>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> + Send {
-    futures::stream::unfold(
-        (events.into_iter(), end, false),
-        move |(mut events, end, done)| {
-            let shared = shared.clone();
-            async move {
-                if done {
-                    return None;
-                }
-                match events.next() {
-                    Some(mut event) => {
-                        if event.gated
-                            && let Ok(permit) = shared.gate.acquire().await
-                        {
-                            permit.forget();
-                        }
-                        if !event.delay.is_zero() {
-                            tokio::time::sleep(event.delay).await;
-                        }
-                        if event.stamped {
-                            let len = event.data["delta"].as_str().map_or(0, str::len);
-                            event.data["delta"] = Value::String(script::stamp(len));
-                        }
-                        let kind = event.data["type"].as_str().unwrap_or("message").to_owned();
-                        let frame = format!("event: {kind}\ndata: {}\n\n", event.data);
-                        Some((Ok(Bytes::from(frame)), (events, end, false)))
-                    }
-                    None if end == BodyEnd::Reset => {
-                        // One pending poll first: hyper flushes what it wrote while the body waits,
-                        // so the events reach the client before the connection drops.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                        Some((
-                            Err(std::io::Error::new(
-                                std::io::ErrorKind::ConnectionReset,
-                                "cut by the fake backend",
-                            )),
-                            (events, end, true),
-                        ))
-                    }
-                    None => None,
-                }
+    futures::stream::unfold((events, end, false), move |(mut events, end, done)| {
+        let shared = shared.clone();
+        async move {
+            if done {
+                return None;
             }
-        },
-    )
+            match events.next() {
+                Some(mut event) => {
+                    if event.gated
+                        && let Ok(permit) = shared.gate.acquire().await
+                    {
+                        permit.forget();
+                    }
+                    if !event.delay.is_zero() {
+                        tokio::time::sleep(event.delay).await;
+                    }
+                    if event.stamped {
+                        let len = event.data["delta"].as_str().map_or(0, str::len);
+                        event.data["delta"] = Value::String(script::stamp(len));
+                    }
+                    let kind = event.data["type"].as_str().unwrap_or("message").to_owned();
+                    let frame = format!("event: {kind}\ndata: {}\n\n", event.data);
+                    Some((Ok(Bytes::from(frame)), (events, end, false)))
+                }
+                None if end == BodyEnd::Reset => {
+                    // One pending poll first: hyper flushes what it wrote while the body waits,
+                    // so the events reach the client before the connection drops.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "cut by the fake backend",
+                        )),
+                        (events, end, true),
+                    ))
+                }
+                None => None,
+            }
+        }
+    })
 }
 
 impl Stream for EventStream {

@@ -92,13 +92,17 @@ pub struct Rendered {
 
 pub enum Body {
     Text(String),
-    Events { events: Vec<Event>, end: BodyEnd },
+    Events { events: Events, end: BodyEnd },
 }
+
+/// A body's events, each made as it is about to be sent: a stream of thousands of deltas costs
+/// nothing up front, and nothing more once the client cuts it.
+pub type Events = Box<dyn Iterator<Item = Event> + Send>;
 
 /// Renders `reply` as response number `n` (1-based): ids are `rs_<n>`, `msg_<n>`, `resp_<n>`.
 pub fn render(reply: &Reply, n: usize) -> Rendered {
     let events = |events: Vec<Value>, end| Body::Events {
-        events: events.into_iter().map(immediate).collect(),
+        events: Box::new(events.into_iter().map(immediate)),
         end,
     };
     match reply {
@@ -129,33 +133,14 @@ pub fn render(reply: &Reply, n: usize) -> Rendered {
                 status: 200,
                 rate_limit_headers: false,
                 body: Body::Events {
-                    events: all,
+                    events: Box::new(all.into_iter()),
                     end: BodyEnd::Clean,
                 },
             }
         }
         Reply::Timed { deltas, size, gap } => {
             let placeholder = ".".repeat((*size).max(STAMP_DIGITS));
-            let texts = vec![placeholder.as_str(); *deltas];
-            let mut all: Vec<Event> = vec![immediate(created(n))];
-            for event in message(n, 0, &texts) {
-                let delta = event["type"] == "response.output_text.delta";
-                all.push(Event {
-                    delay: if delta { *gap } else { Duration::ZERO },
-                    gated: false,
-                    stamped: delta,
-                    data: event,
-                });
-            }
-            all.push(immediate(completed(n)));
-            Rendered {
-                status: 200,
-                rate_limit_headers: false,
-                body: Body::Events {
-                    events: all,
-                    end: BodyEnd::Clean,
-                },
-            }
+            spaced_message(n, *deltas, *gap, true, move |_| placeholder.clone())
         }
         Reply::Message(text) => Rendered {
             status: 200,
@@ -165,33 +150,7 @@ pub fn render(reply: &Reply, n: usize) -> Rendered {
                 BodyEnd::Clean,
             ),
         },
-        Reply::Slow { deltas, gap } => {
-            let texts: Vec<String> = (1..=*deltas).map(|i| format!("{i} ")).collect();
-            let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
-            let mut all: Vec<Event> = vec![immediate(created(n))];
-            for event in message(n, 0, &texts) {
-                let delay = if event["type"] == "response.output_text.delta" {
-                    *gap
-                } else {
-                    Duration::ZERO
-                };
-                all.push(Event {
-                    delay,
-                    gated: false,
-                    stamped: false,
-                    data: event,
-                });
-            }
-            all.push(immediate(completed(n)));
-            Rendered {
-                status: 200,
-                rate_limit_headers: false,
-                body: Body::Events {
-                    events: all,
-                    end: BodyEnd::Clean,
-                },
-            }
-        }
+        Reply::Slow { deltas, gap } => spaced_message(n, *deltas, *gap, false, |i| format!("{i} ")),
         Reply::Cut | Reply::Eof => {
             let mut partial = vec![created(n)];
             partial.extend(message(n, 0, &["Hello fr", "om fake "]));
@@ -280,15 +239,58 @@ fn reasoning(n: usize) -> Vec<Value> {
 /// A message item at `output_index` with `deltas`, ending with its `output_item.done`.
 fn message(n: usize, output_index: usize, deltas: &[&str]) -> Vec<Value> {
     let id = format!("msg_{n}");
-    let mut events = vec![
-        json!({"type": "response.output_item.added", "output_index": output_index, "item": {"type": "message", "id": id, "role": "assistant", "status": "in_progress", "content": []}}),
-    ];
+    let mut events = vec![message_added(&id, output_index)];
     for delta in deltas {
-        events.push(json!({"type": "response.output_text.delta", "item_id": id, "output_index": output_index, "content_index": 0, "delta": delta}));
+        events.push(text_delta(&id, output_index, delta));
     }
-    let text: String = deltas.concat();
-    events.push(json!({"type": "response.output_item.done", "output_index": output_index, "item": {"type": "message", "id": id, "role": "assistant", "status": "completed", "content": [{"type": "output_text", "text": text, "annotations": []}]}}));
+    events.push(message_done(&id, output_index, &deltas.concat()));
     events
+}
+
+/// A reply of one message of `count` deltas (the `i`th, 1-based, is `delta(i)`), each `gap` after
+/// the one before, then completion; every event is made only when it is next to be sent.
+fn spaced_message(
+    n: usize,
+    count: usize,
+    gap: Duration,
+    stamped: bool,
+    delta: impl Fn(usize) -> String + Clone + Send + 'static,
+) -> Rendered {
+    let id = format!("msg_{n}");
+    let head = [created(n), message_added(&id, 0)].map(immediate);
+    let (each, all) = (delta.clone(), delta);
+    let item_id = id.clone();
+    let deltas = (1..=count).map(move |i| Event {
+        delay: gap,
+        gated: false,
+        stamped,
+        data: text_delta(&item_id, 0, &each(i)),
+    });
+    let done = std::iter::once_with(move || {
+        let text: String = (1..=count).map(all).collect();
+        immediate(message_done(&id, 0, &text))
+    });
+    let completion = std::iter::once_with(move || immediate(completed(n)));
+    Rendered {
+        status: 200,
+        rate_limit_headers: false,
+        body: Body::Events {
+            events: Box::new(head.into_iter().chain(deltas).chain(done).chain(completion)),
+            end: BodyEnd::Clean,
+        },
+    }
+}
+
+fn message_added(id: &str, output_index: usize) -> Value {
+    json!({"type": "response.output_item.added", "output_index": output_index, "item": {"type": "message", "id": id, "role": "assistant", "status": "in_progress", "content": []}})
+}
+
+fn text_delta(id: &str, output_index: usize, delta: &str) -> Value {
+    json!({"type": "response.output_text.delta", "item_id": id, "output_index": output_index, "content_index": 0, "delta": delta})
+}
+
+fn message_done(id: &str, output_index: usize, text: &str) -> Value {
+    json!({"type": "response.output_item.done", "output_index": output_index, "item": {"type": "message", "id": id, "role": "assistant", "status": "completed", "content": [{"type": "output_text", "text": text, "annotations": []}]}})
 }
 
 fn completed(n: usize) -> Value {
@@ -318,12 +320,10 @@ fn unix_now() -> i64 {
 
 /// The JSON a non-streaming request gets for `rendered`: its final response object with the
 /// items of the stream as `output` (or the error body as it is).
-pub fn final_response(rendered: &Rendered) -> (u16, String) {
-    let Body::Events { events, .. } = &rendered.body else {
-        let Body::Text(text) = &rendered.body else {
-            unreachable!()
-        };
-        return (rendered.status, text.clone());
+pub fn final_response(rendered: Rendered) -> (u16, String) {
+    let events = match rendered.body {
+        Body::Events { events, .. } => events,
+        Body::Text(text) => return (rendered.status, text),
     };
     let mut output = Vec::new();
     for event in events {
@@ -357,4 +357,76 @@ pub fn stamp(len: usize) -> String {
         text.push('.');
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(rendered: Rendered) -> Events {
+        match rendered.body {
+            Body::Events { events, .. } => events,
+            Body::Text(text) => panic!("a text body: {text}"),
+        }
+    }
+
+    #[test]
+    fn a_spaced_message_sends_its_deltas_apart_then_the_whole_text_and_completion() {
+        let gap = Duration::from_millis(3);
+        let sent: Vec<Event> = events(render(&Reply::Slow { deltas: 3, gap }, 7)).collect();
+        let kinds: Vec<&str> = sent
+            .iter()
+            .map(|e| e.data["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "response.created",
+                "response.output_item.added",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_text.delta",
+                "response.output_item.done",
+                "response.completed",
+            ]
+        );
+        let deltas: Vec<&str> = sent[2..5]
+            .iter()
+            .map(|e| e.data["delta"].as_str().unwrap())
+            .collect();
+        assert_eq!(deltas, ["1 ", "2 ", "3 "]);
+        assert!(sent[2..5].iter().all(|e| e.delay == gap && !e.stamped));
+        assert!(sent[5].delay.is_zero() && sent[6].delay.is_zero());
+        assert_eq!(sent[5].data["item"]["id"], "msg_7");
+        assert_eq!(sent[5].data["item"]["content"][0]["text"], "1 2 3 ");
+        assert_eq!(sent[6].data["response"]["id"], "resp_7");
+    }
+
+    #[test]
+    fn a_timed_message_stamps_every_delta_and_keeps_their_size() {
+        let reply = Reply::Timed {
+            deltas: 2,
+            size: 32,
+            gap: Duration::ZERO,
+        };
+        let sent: Vec<Event> = events(render(&reply, 1)).collect();
+        let deltas: Vec<&Event> = sent.iter().filter(|e| e.stamped).collect();
+        assert_eq!(deltas.len(), 2);
+        assert!(
+            deltas
+                .iter()
+                .all(|e| e.data["delta"].as_str().unwrap().len() == 32)
+        );
+    }
+
+    #[test]
+    fn a_long_stream_is_made_as_it_is_sent_not_up_front() {
+        // Rendered up front, this reply would never fit in memory.
+        let reply = Reply::Slow {
+            deltas: usize::MAX,
+            gap: Duration::ZERO,
+        };
+        let first: Vec<Event> = events(render(&reply, 1)).take(4).collect();
+        assert_eq!(first[3].data["delta"], "2 ");
+    }
 }
