@@ -39,7 +39,10 @@ impl Checkpointer {
         let (count, _done) = watch::channel(0);
         let thread = std::thread::Builder::new()
             .name("authbridge-checkpoint".to_owned())
-            .spawn(move || serve(&conn, &asked, &count))
+            .spawn(move || {
+                super::yield_the_cpu_to_the_runtime();
+                serve(&conn, &asked, &count)
+            })
             .map_err(|err| err.to_string())?;
         Ok(Self {
             wake: Some(wake),

@@ -375,3 +375,20 @@ async fn checkpoints_run_on_their_own_thread_and_reach_the_database_file() {
         .unwrap();
     assert_eq!(threads, checkpoint::COMMITS_PER_CHECKPOINT);
 }
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test]
+async fn the_store_thread_runs_below_the_runtime_priority() {
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open(home.path()).unwrap();
+    // Runs on the store's thread: once it answers, the thread has set its priority.
+    let tid = store
+        // SAFETY: gettid takes no arguments.
+        .read(|_, _| Ok(unsafe { libc::gettid() }))
+        .await
+        .unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+    // Fields after the parenthesised name: state is field 3, nice is field 19.
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    assert_eq!(fields[19 - 3], BACKGROUND_NICE.to_string(), "{stat}");
+}
