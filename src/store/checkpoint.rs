@@ -40,7 +40,7 @@ impl Checkpointer {
         let thread = std::thread::Builder::new()
             .name("authbridge-checkpoint".to_owned())
             .spawn(move || {
-                super::yield_the_cpu_to_the_runtime();
+                super::run_behind_the_runtime();
                 serve(&conn, &asked, &count)
             })
             .map_err(|err| err.to_string())?;

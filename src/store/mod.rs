@@ -6,8 +6,8 @@
 //! ended), so a crash loses at most the part of a turn not yet committed. Work runs on the
 //! store's own thread (`writer`), where writes that queue up share a commit: a write waiting on
 //! another process's lock never stalls the runtime; WAL checkpoints run on a second thread
-//! (`checkpoint`), so no write waits for one. Both run at a lower CPU priority than the runtime, so
-//! on a busy core a commit never delays a streamed delta. The file is
+//! (`checkpoint`), so no write waits for one. Both are batch threads: on a busy core a commit waits
+//! for the delta being relayed rather than preempting it. The file is
 //! never deleted, truncated, replaced or downgraded; if it cannot be used, [`Store::open`] says
 //! why and the caller serves everything else without it.
 
@@ -42,26 +42,19 @@ pub const FILE_NAME: &str = "threads.sqlite";
 /// How long a write waits for another process's transaction.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Run first thing on the store's threads: on one busy core, the runtime relaying a model's
-/// stream preempts a commit rather than waiting behind it (a write still gets the core whenever
-/// the runtime is idle, and a share of it when not). Linux only: elsewhere the call would lower
-/// the whole process.
-fn yield_the_cpu_to_the_runtime() {
+/// Run first thing on the store's threads: they become batch threads (`SCHED_BATCH`), which
+/// keep their full share of the CPU but never preempt a running thread when they wake. On one busy
+/// core, a commit then waits for the runtime to finish relaying the delta in hand instead of
+/// cutting in, and still gets its fair share, so turn starts waiting on commits are not starved
+/// either. Linux (glibc) only.
+fn run_behind_the_runtime() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: gettid and setpriority take no pointers; on Linux, PRIO_PROCESS with a thread id
-    // changes that thread's nice value only.
+    // SAFETY: `param` outlives the call; pid 0 is the calling thread.
     unsafe {
-        libc::setpriority(
-            libc::PRIO_PROCESS,
-            libc::gettid() as libc::id_t,
-            BACKGROUND_NICE,
-        );
+        let param = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_BATCH, &param);
     }
 }
-
-/// The store threads' nice value.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-const BACKGROUND_NICE: libc::c_int = 10;
 
 /// Why the store could not do something. `Display` is TURNS §25.4's text.
 #[derive(Clone, Debug, thiserror::Error)]

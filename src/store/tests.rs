@@ -378,17 +378,17 @@ async fn checkpoints_run_on_their_own_thread_and_reach_the_database_file() {
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[tokio::test]
-async fn the_store_thread_runs_below_the_runtime_priority() {
+async fn the_store_thread_is_a_batch_thread() {
     let home = tempfile::tempdir().unwrap();
     let store = Store::open(home.path()).unwrap();
-    // Runs on the store's thread: once it answers, the thread has set its priority.
+    // Runs on the store's thread: once it answers, the thread has set its policy.
     let tid = store
         // SAFETY: gettid takes no arguments.
         .read(|_, _| Ok(unsafe { libc::gettid() }))
         .await
         .unwrap();
     let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
-    // Fields after the parenthesised name: state is field 3, nice is field 19.
+    // Fields after the parenthesised name: state is field 3, the scheduling policy field 41.
     let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-    assert_eq!(fields[19 - 3], BACKGROUND_NICE.to_string(), "{stat}");
+    assert_eq!(fields[41 - 3], libc::SCHED_BATCH.to_string(), "{stat}");
 }

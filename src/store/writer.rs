@@ -48,7 +48,7 @@ pub(super) fn spawn(
     let thread = std::thread::Builder::new()
         .name("authbridge-store".to_owned())
         .spawn(move || {
-            super::yield_the_cpu_to_the_runtime();
+            super::run_behind_the_runtime();
             serve(&conn, &instance, &queue, &mut checkpointer);
             // Its connection closes first: the last one to close checkpoints what is left.
             drop(checkpointer);
