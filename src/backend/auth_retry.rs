@@ -231,6 +231,7 @@ where
                 return inner.oneshot(request).await;
             }
             let retry = request.try_clone();
+            let gate = request.recover_after.clone();
             let credential = provider.current().await.map_err(BackendError::Auth)?;
             let response = inner.clone().oneshot(sign(request, &credential)?).await?;
             if response.status() != StatusCode::UNAUTHORIZED || !credential.kind.refreshable() {
@@ -240,6 +241,12 @@ where
                 return Ok(response);
             };
             let response = buffer_body(response).await;
+            if let Some(gate) = gate
+                && gate.await.is_err()
+            {
+                // What the request was sent ahead of was refused: nothing is recovered for it.
+                return Ok(response);
+            }
             tracing::debug!(
                 generation = credential.generation,
                 "backend answered 401; recovering credentials"
@@ -416,6 +423,46 @@ mod tests {
         }
         assert_eq!(provider.refreshes.load(Ordering::SeqCst), 1);
         assert_eq!(calls.load(Ordering::SeqCst), 200);
+    }
+
+    fn service_and_provider() -> (
+        AuthRetry<Backend>,
+        Arc<Counting>,
+        tokio::sync::oneshot::Sender<()>,
+        BackendRequest,
+    ) {
+        let provider = Arc::new(Counting {
+            generation: AtomicU64::new(0),
+            refreshes: AtomicUsize::new(0),
+            fail: false,
+        });
+        let service = AuthRetryLayer::new(provider.clone()).layer(Backend {
+            calls: Arc::new(AtomicUsize::new(0)),
+        });
+        let (open, gate) = tokio::sync::oneshot::channel();
+        let mut ahead = request();
+        ahead.recover_after = Some(futures::FutureExt::shared(gate));
+        (service, provider, open, ahead)
+    }
+
+    #[tokio::test]
+    async fn a_401_sent_ahead_of_its_reply_is_recovered_once_the_gate_opens() {
+        let (service, provider, open, ahead) = service_and_provider();
+        let mut call = Box::pin(service.oneshot(ahead));
+        // The stale token's 401 is in; the refresh waits for the gate.
+        assert!(futures::poll!(&mut call).is_pending());
+        assert_eq!(provider.refreshes.load(Ordering::SeqCst), 0);
+        open.send(()).unwrap();
+        assert_eq!(call.await.unwrap().status(), 200);
+        assert_eq!(provider.refreshes.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_401_whose_reply_was_refused_stands_without_a_refresh() {
+        let (service, provider, open, ahead) = service_and_provider();
+        drop(open);
+        assert_eq!(service.oneshot(ahead).await.unwrap().status(), 401);
+        assert_eq!(provider.refreshes.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

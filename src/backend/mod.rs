@@ -35,7 +35,15 @@ pub struct BackendRequest {
     pub http: reqwest::Request,
     pub signing: Signing,
     pub headers_timeout: Duration,
+    /// Set on a request sent ahead of the reply to the client request it serves: a 401 is
+    /// recovered only once the gate opens (a refresh request or account notification must not
+    /// precede that reply, SPEC §3.5), and stands if the gate is dropped instead.
+    pub recover_after: Option<Gate>,
 }
+
+/// Opens (`Ok`) when the reply a request was sent ahead of has been queued; `Err` if that
+/// reply became an error instead.
+pub type Gate = futures::future::Shared<tokio::sync::oneshot::Receiver<()>>;
 
 impl BackendRequest {
     /// `GET url` with the plain-call timeout.
@@ -46,6 +54,7 @@ impl BackendRequest {
             http: reqwest::Request::new(Method::GET, url),
             signing,
             headers_timeout: ATTEMPT_TIMEOUT,
+            recover_after: None,
         })
     }
 
@@ -59,6 +68,7 @@ impl BackendRequest {
             http: self.http.try_clone()?,
             signing: self.signing,
             headers_timeout: self.headers_timeout,
+            recover_after: self.recover_after.clone(),
         })
     }
 }

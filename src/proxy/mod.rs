@@ -167,6 +167,7 @@ impl Proxy {
             http,
             signing: route.signing,
             headers_timeout: HEADERS_TIMEOUT,
+            recover_after: None,
         })
     }
 }

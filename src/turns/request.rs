@@ -88,6 +88,7 @@ pub fn build(
         http: request,
         signing: route.signing,
         headers_timeout: HEADERS_TIMEOUT,
+        recover_after: None,
     })
 }
 

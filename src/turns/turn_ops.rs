@@ -1,7 +1,8 @@
 //! The turn methods (TURNS §18.1–§18.3): `turn/start` (a new turn, or steering the running one)
 //! and `turn/interrupt`.
 
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use futures::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -89,20 +90,13 @@ impl Threads {
             } => {
                 let ephemeral = start.settings.ephemeral;
                 let turn_id = start.turn.id.clone();
-                if !ephemeral && let Err(error) = self.store()?.begin_turn(&start).await {
-                    // Nothing started: the thread is as it was.
-                    let mut state = thread.lock();
-                    state.running = None;
-                    state.turns.retain(|turn| turn.id != turn_id);
-                    state.subscribers.complete_join(caller);
-                    return Err(error.into());
-                }
-                let turn =
-                    TurnRecord::new(turn_id.clone(), start.turn.started_at_ms).to_turn(false);
                 let user_agent = caller
                     .client()
                     .map(|client| self.ctx.identity.user_agent(client))
                     .unwrap_or_else(|| self.ctx.identity.background_user_agent());
+                // The task starts now, so its first model request overlaps the turn's first
+                // commit; it publishes nothing until the reply below is queued (`begun`).
+                let (begin, begun) = oneshot::channel();
                 let task = TurnTask {
                     thread: thread.clone(),
                     store: if ephemeral {
@@ -110,7 +104,7 @@ impl Threads {
                     } else {
                         self.store().ok().cloned()
                     },
-                    turn_id,
+                    turn_id: turn_id.clone(),
                     first,
                     output_schema,
                     starter: caller.clone(),
@@ -119,13 +113,23 @@ impl Threads {
                     cancel,
                     finished,
                     permit,
+                    begun: begun.shared(),
                 };
-                let (runners, ctx, caller) =
-                    (self.runners.clone(), self.ctx.clone(), caller.clone());
+                self.runners.spawn(task.run(self.ctx.clone()));
+                if !ephemeral && let Err(error) = self.store()?.begin_turn(&start).await {
+                    // Nothing started: the thread is as it was, and the task ends unseen.
+                    let mut state = thread.lock();
+                    state.running = None;
+                    state.turns.retain(|turn| turn.id != turn_id);
+                    state.subscribers.complete_join(caller);
+                    return Err(error.into());
+                }
+                let turn = TurnRecord::new(turn_id, start.turn.started_at_ms).to_turn(false);
+                let caller = caller.clone();
                 Ok(Outcome::ok(TurnStartResponse { turn })
                     .then(move || {
                         thread.lock().subscribers.complete_join(&caller);
-                        runners.spawn(task.run(ctx));
+                        let _ = begin.send(());
                     })
                     .holding(ops))
             }

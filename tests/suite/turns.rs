@@ -1211,3 +1211,90 @@ async fn backend_connections_beyond_the_idle_limit_close_when_their_turns_end() 
     .await
     .expect("only one idle backend connection is kept");
 }
+
+/// Holds the database's write lock, as another authbridge process in a transaction would.
+fn lock_the_store(f: &Fixture) -> rusqlite::Connection {
+    let db = rusqlite::Connection::open(f.server.home().join("threads.sqlite")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    db
+}
+
+fn turn_start_params(thread: &str) -> Value {
+    json!({"threadId": thread, "input": [{"type": "text", "text": "hi", "text_elements": []}]})
+}
+
+#[tokio::test]
+async fn a_turns_model_request_goes_out_while_the_turn_is_stored_and_the_reply_still_comes_first() {
+    let mut f = Fixture::start(&[]).await;
+    // The stale token's 401 must not bring the refresh request ahead of the reply either.
+    f.backend.accept_bearers(&["B"]);
+    let thread = f.thread(json!({})).await;
+    let db = lock_the_store(&f);
+    let id = f
+        .client
+        .request("turn/start", turn_start_params(&thread))
+        .await;
+    // The turn's first commit waits for the lock; its model request does not.
+    tokio::time::timeout(Duration::from_secs(4), f.backend.wait_for_requests(1))
+        .await
+        .expect("the model request went out before the turn was stored");
+    db.execute_batch("COMMIT").unwrap();
+    let reply = f.client.next_json().await;
+    assert_eq!(reply["id"], id, "{reply}");
+    assert_eq!(reply["result"]["turn"]["status"], "inProgress");
+    let refresh = f.client.server_request(REFRESH).await;
+    f.client
+        .send(json!({"id": refresh["id"], "result": {"idToken": crate::support::idt("me@example.com", "pro", "acct-1"), "accessToken": "B"}}))
+        .await;
+    let messages = f.completed().await;
+    assert_eq!(last_turn(&messages)["status"], "completed");
+    let started = methods(&messages)
+        .iter()
+        .position(|method| *method == "turn/started");
+    assert!(started.is_some(), "{messages:#?}");
+    let read = f
+        .client
+        .call_result(
+            "thread/read",
+            json!({"threadId": thread, "includeTurns": true}),
+        )
+        .await;
+    assert_eq!(read["thread"]["turns"][0]["status"], "completed");
+}
+
+#[tokio::test]
+async fn a_turn_that_cannot_be_stored_never_starts_and_its_early_request_is_cut() {
+    let mut f = Fixture::start(&[]).await;
+    f.backend.script([Reply::Paused]);
+    let thread = f.thread(json!({})).await;
+    let _db = lock_the_store(&f);
+    let id = f
+        .client
+        .request("turn/start", turn_start_params(&thread))
+        .await;
+    tokio::time::timeout(Duration::from_secs(4), f.backend.wait_for_requests(1))
+        .await
+        .expect("the model request went out before the turn was stored");
+    // The lock outlasts the store's busy timeout: turn/start fails as TURNS §25.4 says.
+    let reply = f.client.next_json().await;
+    assert_eq!(reply["id"], id, "{reply}");
+    assert_eq!(reply["error"]["code"], -32603, "{reply}");
+    f.backend.wait_for_closed_streams(1).await;
+    drop(_db);
+    let read = f
+        .client
+        .call_result(
+            "thread/read",
+            json!({"threadId": thread, "includeTurns": true}),
+        )
+        .await;
+    assert_eq!(read["thread"]["turns"], json!([]));
+    assert!(
+        f.client
+            .all_received()
+            .iter()
+            .all(|m| m["method"] != "turn/started" && m["method"] != "item/started"),
+        "{:#?}",
+        f.client.all_received()
+    );
+}

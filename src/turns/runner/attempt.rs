@@ -11,8 +11,8 @@ use futures::StreamExt;
 use reqwest::Response;
 use uuid::Uuid;
 
-use super::{Sampled, Scope};
-use crate::backend::{BackendError, rate_limits};
+use super::{EarlySend, Sampled, Scope};
+use crate::backend::{BackendError, Gate, rate_limits};
 use crate::protocol::TokenUsageBreakdown;
 use crate::turns::error::ThreadError;
 use crate::turns::events::{FunctionCall, ResponseEvents, Step};
@@ -25,9 +25,16 @@ const STREAM_IDLE: Duration = Duration::from_secs(300);
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 impl Scope<'_> {
-    /// One stream attempt: the request, then its events.
-    pub(super) async fn attempt(&self, body: &Bytes) -> Result<Sampled, AttemptFailure> {
-        let response = self.send(body).await?;
+    /// One stream attempt: the request (or the one sent `early`), then its events.
+    pub(super) async fn attempt(
+        &self,
+        body: &Bytes,
+        early: Option<EarlySend<'_>>,
+    ) -> Result<Sampled, AttemptFailure> {
+        let response = match early {
+            Some(sent) => sent.await?,
+            None => self.send(body.clone(), None).await?,
+        };
         let rate_limits = rate_limits::from_headers(response.headers());
         let (usage, calls) = self.stream(response).await.inspect_err(|_| {
             // The response was handled: its rate limits go out before the error (TURNS §21).
@@ -44,8 +51,13 @@ impl Scope<'_> {
 
     /// Sends the request until it gets response headers: 5xx and transport errors before
     /// headers are retried silently up to `model.request_max_retries` times. The account is
-    /// read again for every request (TURNS §20.1).
-    async fn send(&self, body: &Bytes) -> Result<Response, AttemptFailure> {
+    /// read again for every request (TURNS §20.1). A request sent ahead of the `turn/start`
+    /// reply recovers a 401 only once `gate` opens.
+    pub(super) async fn send(
+        &self,
+        body: Bytes,
+        gate: Option<Gate>,
+    ) -> Result<Response, AttemptFailure> {
         let config = &self.ctx.config;
         let mut retries = 0;
         loop {
@@ -62,8 +74,9 @@ impl Scope<'_> {
                 user_agent: self.user_agent,
                 thread_id: &self.thread_id,
             };
-            let request = request::build(&route, &headers, body.clone())
+            let mut request = request::build(&route, &headers, body.clone())
                 .map_err(AttemptFailure::connection_failed)?;
+            request.recover_after = gate.clone();
             let retry_allowed = retries < config.model.request_max_retries;
             match self.ctx.backend.send(request).await {
                 Ok(response) if response.status().is_success() => return Ok(response),

@@ -1,5 +1,7 @@
-//! A running turn (DESIGN rule 8: a turn is a task, not a handler). `turn/start` replies at once;
-//! this task then owns the turn until `turn/completed`: it sends model requests through the one
+//! A running turn (DESIGN rule 8: a turn is a task, not a handler). It starts while `turn/start`
+//! stores the turn, so its first model request overlaps that commit, but it publishes nothing
+//! until the reply is queued (and ends unseen, its request cut, if the reply is an error); it
+//! then owns the turn until `turn/completed`: it sends model requests through the one
 //! backend stack, streams what each response says to the thread's subscribers as each SSE event
 //! is parsed, runs the host tools a response asks for, retries as TURNS §22 says, and ends the
 //! turn — completed, failed or interrupted. Interrupts, steering and shutdown reach it through
@@ -9,15 +11,19 @@ mod announce;
 mod attempt;
 mod record;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::future::join_all;
+use bytes::Bytes;
+use futures::future::{Either, join_all};
+use reqwest::Response;
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::account::credentials::Credentials;
-use crate::backend::BackendClient;
+use crate::backend::{BackendClient, Gate};
 use crate::config::Config;
 use crate::identity::Identity;
 use crate::peer::{Hub, Peer};
@@ -64,7 +70,16 @@ pub struct TurnTask {
     pub finished: CancellationToken,
     /// The turn's place under `turns.max_concurrent`, held until it ends.
     pub permit: OwnedSemaphorePermit,
+    /// Opens once the `turn/start` reply is queued (the turn is stored, for a stored thread);
+    /// dropped if that reply is an error: the turn never began. Nothing is published before.
+    pub begun: Gate,
 }
+
+/// The first model request of a turn, sent while the turn's first write is still committing.
+type EarlySend<'a> = Pin<Box<dyn Future<Output = Result<Response, AttemptFailure>> + Send + 'a>>;
+
+/// A step's request body and its first attempt, already sent.
+type Early<'a> = (Bytes, EarlySend<'a>);
 
 /// How a turn ended.
 enum Ending {
@@ -110,12 +125,38 @@ impl TurnTask {
             turn_id: &turn_id,
             user_agent: &user_agent,
         };
+        let first = self.first.take();
+        // The model need not wait for the turn's first commit, only the turn's events do: its
+        // first request goes out now, and the model's first token is usually further away than
+        // the commit.
+        let early = first.as_ref().map(|first| {
+            scope.keep_first_message(first);
+            let body = scope.body(self.output_schema.as_ref());
+            let sent = Box::pin(scope.send(body.clone(), Some(self.begun.clone())));
+            (body, sent as EarlySend<'_>)
+        });
+        let (begun, early) = match early {
+            None => (self.begun.clone().await.is_ok(), None),
+            Some((body, sent)) => match futures::future::select(self.begun.clone(), sent).await {
+                Either::Left((begun, sent)) => (begun.is_ok(), Some((body, sent))),
+                Either::Right((response, begun)) => {
+                    let sent = Box::pin(futures::future::ready(response)) as EarlySend<'_>;
+                    (begun.await.is_ok(), Some((body, sent)))
+                }
+            },
+        };
+        if !begun {
+            // `turn/start` failed: the turn never existed, and its request is dropped unsent or
+            // cut.
+            self.finished.cancel();
+            return;
+        }
         scope.publish_started();
-        let ending = match self.first.take() {
+        let ending = match first {
             None => Ending::Completed,
             Some(first) => {
-                scope.publish_first_message(first);
-                self.drive(&scope).await
+                scope.announce_first_message(first);
+                self.drive(&scope, early).await
             }
         };
         scope.finish(ending).await;
@@ -126,11 +167,11 @@ impl TurnTask {
 
     /// Model steps until the model answers without tool calls, or the turn fails or is
     /// interrupted.
-    async fn drive(&mut self, scope: &Scope<'_>) -> Ending {
+    async fn drive(&mut self, scope: &Scope<'_>, mut early: Option<Early<'_>>) -> Ending {
         let max_rounds = scope.ctx.config.model.max_tool_rounds;
         let mut rounds = 0;
         loop {
-            match self.sample(scope).await {
+            match self.sample(scope, early.take()).await {
                 Sample::Done(response) => {
                     scope.publish_usage(response.usage);
                     if let Some(snapshot) = response.rate_limits {
@@ -167,9 +208,13 @@ impl TurnTask {
         }
     }
 
-    /// One model step: the request, with the stream retries of TURNS §22.3.
-    async fn sample(&mut self, scope: &Scope<'_>) -> Sample {
-        let body = scope.body(self.output_schema.as_ref());
+    /// One model step: the request (its first attempt perhaps sent `early`), with the stream
+    /// retries of TURNS §22.3.
+    async fn sample(&mut self, scope: &Scope<'_>, early: Option<Early<'_>>) -> Sample {
+        let (body, mut early) = match early {
+            Some((body, sent)) => (body, Some(sent)),
+            None => (scope.body(self.output_schema.as_ref()), None),
+        };
         let model = &scope.ctx.config.model;
         let mut retries = 0;
         loop {
@@ -178,7 +223,7 @@ impl TurnTask {
                 biased;
                 _ = self.cancel.cancelled() => return Sample::Interrupted,
                 Some(input) = self.steers.recv() => return Sample::Steered(input),
-                outcome = scope.attempt(&body) => outcome,
+                outcome = scope.attempt(&body, early.take()) => outcome,
             };
             let (cause, status) = match outcome {
                 Ok(response) => return Sample::Done(response),

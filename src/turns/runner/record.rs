@@ -107,9 +107,15 @@ impl Scope<'_> {
         });
     }
 
-    /// The turn's first user message (stored with the turn) is announced.
-    pub(super) fn publish_first_message(&self, first: FirstMessage) {
-        self.publish_user_message(first.item, first.replay);
+    /// The turn's first user message (stored with the turn) joins the turn in memory, so the first
+    /// request can carry it before it is announced.
+    pub(super) fn keep_first_message(&self, first: &FirstMessage) {
+        self.keep_user_message(&first.item, &first.replay);
+    }
+
+    /// The turn's first user message, kept already, is announced.
+    pub(super) fn announce_first_message(&self, first: FirstMessage) {
+        self.publish_user_message(first.item, None);
     }
 
     /// A user message joins the running turn (steering): stored, then announced.
@@ -135,12 +141,23 @@ impl Scope<'_> {
                 .await;
             self.stored(written)?;
         }
-        self.publish_user_message(item, replay);
+        self.publish_user_message(item, Some(replay));
         Ok(())
     }
 
-    /// A user message's item (started and completed) and its replay, in memory.
-    fn publish_user_message(&self, item: ThreadItem, replay: Value) {
+    /// A user message's item and its replay join the turn in memory.
+    fn keep_user_message(&self, item: &ThreadItem, replay: &Value) {
+        self.with_state(|state| {
+            if let Some(turn) = state.turn_mut(self.turn_id) {
+                turn.items.push(item.clone());
+                turn.replay.push(replay.clone());
+            }
+        });
+    }
+
+    /// A user message's item is announced, started and completed; with its replay, it joins the
+    /// turn in memory meanwhile (else it was kept already).
+    fn publish_user_message(&self, item: ThreadItem, replay: Option<Value>) {
         // A user message starts and completes when it was taken (its stored times).
         let now = match &item {
             ThreadItem::UserMessage {
@@ -159,7 +176,9 @@ impl Scope<'_> {
                     started_at_ms: now,
                 },
             );
-            if let Some(turn) = state.turn_mut(self.turn_id) {
+            if let Some(replay) = replay
+                && let Some(turn) = state.turn_mut(self.turn_id)
+            {
                 turn.items.push(item.clone());
                 turn.replay.push(replay);
             }
