@@ -8,8 +8,8 @@ use authbridge::dev_backend::{FakeBackend, Reply};
 use serde_json::{Value, json};
 
 use crate::support::turns::{
-    Fixture, MARKER, REFRESH, assistant, input, last_turn, methods, of, overrides, reasoning,
-    start_thread, start_turn, until_completed, user,
+    Fixture, MARKER, REFRESH, assistant, input, last_turn, methods, of, overrides, read_turns,
+    reasoning, start_thread, start_turn, until_completed, user,
 };
 use crate::support::{Child, Client};
 
@@ -926,13 +926,10 @@ async fn thread_events_go_to_subscribers_only() {
     f.client.close().await;
     let messages = until_completed(&mut watcher).await;
     assert_eq!(last_turn(&messages)["status"], "completed");
-    let read = watcher
-        .call_result(
-            "thread/read",
-            json!({"threadId": thread, "includeTurns": true}),
-        )
-        .await;
-    assert_eq!(read["thread"]["turns"][1]["status"], "completed");
+    assert_eq!(
+        read_turns(&mut watcher, &thread).await[1]["status"],
+        "completed"
+    );
 }
 
 #[tokio::test]
@@ -1212,15 +1209,26 @@ async fn backend_connections_beyond_the_idle_limit_close_when_their_turns_end() 
     .expect("only one idle backend connection is kept");
 }
 
-/// Holds the database's write lock, as another authbridge process in a transaction would.
-fn lock_the_store(f: &Fixture) -> rusqlite::Connection {
+/// Sends `turn/start` while the database's write lock is held from outside (as another
+/// authbridge process in a transaction would) and waits for the model request, which does not
+/// wait for the turn's first commit. Returns the lock and the request's id.
+async fn turn_start_while_the_store_is_locked(
+    f: &mut Fixture,
+    thread: &str,
+) -> (rusqlite::Connection, i64) {
     let db = rusqlite::Connection::open(f.server.home().join("threads.sqlite")).unwrap();
     db.execute_batch("BEGIN IMMEDIATE").unwrap();
-    db
-}
-
-fn turn_start_params(thread: &str) -> Value {
-    json!({"threadId": thread, "input": [{"type": "text", "text": "hi", "text_elements": []}]})
+    let id = f
+        .client
+        .request(
+            "turn/start",
+            json!({"threadId": thread, "input": [{"type": "text", "text": "hi", "text_elements": []}]}),
+        )
+        .await;
+    tokio::time::timeout(Duration::from_secs(4), f.backend.wait_for_requests(1))
+        .await
+        .expect("the model request went out before the turn was stored");
+    (db, id)
 }
 
 #[tokio::test]
@@ -1229,15 +1237,7 @@ async fn a_turns_model_request_goes_out_while_the_turn_is_stored_and_the_reply_s
     // The stale token's 401 must not bring the refresh request ahead of the reply either.
     f.backend.accept_bearers(&["B"]);
     let thread = f.thread(json!({})).await;
-    let db = lock_the_store(&f);
-    let id = f
-        .client
-        .request("turn/start", turn_start_params(&thread))
-        .await;
-    // The turn's first commit waits for the lock; its model request does not.
-    tokio::time::timeout(Duration::from_secs(4), f.backend.wait_for_requests(1))
-        .await
-        .expect("the model request went out before the turn was stored");
+    let (db, id) = turn_start_while_the_store_is_locked(&mut f, &thread).await;
     db.execute_batch("COMMIT").unwrap();
     let reply = f.client.next_json().await;
     assert_eq!(reply["id"], id, "{reply}");
@@ -1248,18 +1248,14 @@ async fn a_turns_model_request_goes_out_while_the_turn_is_stored_and_the_reply_s
         .await;
     let messages = f.completed().await;
     assert_eq!(last_turn(&messages)["status"], "completed");
-    let started = methods(&messages)
-        .iter()
-        .position(|method| *method == "turn/started");
-    assert!(started.is_some(), "{messages:#?}");
-    let read = f
-        .client
-        .call_result(
-            "thread/read",
-            json!({"threadId": thread, "includeTurns": true}),
-        )
-        .await;
-    assert_eq!(read["thread"]["turns"][0]["status"], "completed");
+    assert!(
+        methods(&messages).contains(&"turn/started"),
+        "{messages:#?}"
+    );
+    assert_eq!(
+        read_turns(&mut f.client, &thread).await[0]["status"],
+        "completed"
+    );
 }
 
 #[tokio::test]
@@ -1267,28 +1263,14 @@ async fn a_turn_that_cannot_be_stored_never_starts_and_its_early_request_is_cut(
     let mut f = Fixture::start(&[]).await;
     f.backend.script([Reply::Paused]);
     let thread = f.thread(json!({})).await;
-    let _db = lock_the_store(&f);
-    let id = f
-        .client
-        .request("turn/start", turn_start_params(&thread))
-        .await;
-    tokio::time::timeout(Duration::from_secs(4), f.backend.wait_for_requests(1))
-        .await
-        .expect("the model request went out before the turn was stored");
+    let (db, id) = turn_start_while_the_store_is_locked(&mut f, &thread).await;
     // The lock outlasts the store's busy timeout: turn/start fails as TURNS §25.4 says.
     let reply = f.client.next_json().await;
     assert_eq!(reply["id"], id, "{reply}");
     assert_eq!(reply["error"]["code"], -32603, "{reply}");
     f.backend.wait_for_closed_streams(1).await;
-    drop(_db);
-    let read = f
-        .client
-        .call_result(
-            "thread/read",
-            json!({"threadId": thread, "includeTurns": true}),
-        )
-        .await;
-    assert_eq!(read["thread"]["turns"], json!([]));
+    drop(db);
+    assert_eq!(read_turns(&mut f.client, &thread).await, json!([]));
     assert!(
         f.client
             .all_received()

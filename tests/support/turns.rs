@@ -102,6 +102,17 @@ pub async fn start_turn(client: &mut Client, thread: &str, text: &str) -> String
     result["turn"]["id"].as_str().unwrap().to_owned()
 }
 
+/// `thread/read {includeTurns: true}`: the thread's turns.
+pub async fn read_turns(client: &mut Client, thread: &str) -> Value {
+    let read = client
+        .call_result(
+            "thread/read",
+            json!({"threadId": thread, "includeTurns": true}),
+        )
+        .await;
+    read["thread"]["turns"].clone()
+}
+
 pub async fn until_completed(client: &mut Client) -> Vec<Value> {
     client
         .until("turn/completed", |message| {
