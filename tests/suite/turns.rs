@@ -1280,3 +1280,27 @@ async fn a_turn_that_cannot_be_stored_never_starts_and_its_early_request_is_cut(
         f.client.all_received()
     );
 }
+
+#[tokio::test]
+async fn a_refusal_of_the_early_request_is_published_after_the_reply() {
+    let mut f = Fixture::start(&[]).await;
+    f.backend.script([Reply::UsageLimit { plan: "pro".into() }]);
+    let thread = f.thread(json!({})).await;
+    let (db, id) = turn_start_while_the_store_is_locked(&mut f, &thread).await;
+    db.execute_batch("COMMIT").unwrap();
+    // The refusal's rate limits are broadcast, but not ahead of the reply.
+    let reply = f.client.next_json().await;
+    assert_eq!(reply["id"], id, "{reply}");
+    let messages = f.completed().await;
+    assert_eq!(
+        methods(&messages),
+        [
+            "turn/started",
+            "item/started",
+            "item/completed",
+            "account/rateLimits/updated",
+            "error",
+            "turn/completed"
+        ]
+    );
+}

@@ -35,6 +35,9 @@ impl Scope<'_> {
             Some(sent) => sent.await?,
             None => self.send(body.clone(), None).await?,
         };
+        if !response.status().is_success() {
+            return Err(self.refused(response).await);
+        }
         let rate_limits = rate_limits::from_headers(response.headers());
         let (usage, calls) = self.stream(response).await.inspect_err(|_| {
             // The response was handled: its rate limits go out before the error (TURNS §21).
@@ -51,8 +54,9 @@ impl Scope<'_> {
 
     /// Sends the request until it gets response headers: 5xx and transport errors before
     /// headers are retried silently up to `model.request_max_retries` times. The account is
-    /// read again for every request (TURNS §20.1). A request sent ahead of the `turn/start`
-    /// reply recovers a 401 only once `gate` opens.
+    /// read again for every request (TURNS §20.1). Any other answer is returned as it is, so
+    /// nothing is published here: a request sent ahead of the `turn/start` reply recovers a 401
+    /// only once `gate` opens.
     pub(super) async fn send(
         &self,
         body: Bytes,
@@ -79,11 +83,12 @@ impl Scope<'_> {
             request.recover_after = gate.clone();
             let retry_allowed = retries < config.model.request_max_retries;
             match self.ctx.backend.send(request).await {
-                Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) if response.status().is_server_error() && retry_allowed => {
                     tracing::debug!(status = %response.status(), "model request failed; retrying");
                 }
-                Ok(response) => return Err(self.refused(response).await),
+                // A refusal's rate limits and error are published by the caller: a request sent
+                // ahead of the `turn/start` reply publishes nothing itself.
+                Ok(response) => return Ok(response),
                 Err(BackendError::Auth(failure)) => {
                     return Err(AttemptFailure::unauthorized(failure.to_string()));
                 }
