@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::support::turns::{
     Fixture, MARKER, REFRESH, assistant, input, last_turn, methods, of, overrides, read_turns,
-    reasoning, start_thread, start_turn, until_completed, user,
+    reasoning, start_thread, start_turn, text_turn, until_completed, user,
 };
 use crate::support::{Child, Client};
 
@@ -142,10 +142,7 @@ async fn basic_turn_streams_in_order() {
     let thread = f.thread(json!({})).await;
     let id = f
         .client
-        .request(
-            "turn/start",
-            json!({"threadId": thread, "input": [{"type": "text", "text": "Say hello", "text_elements": []}]}),
-        )
+        .request("turn/start", text_turn(&thread, "Say hello"))
         .await;
     let messages = f.completed().await;
     assert_eq!(messages[0]["id"], id);
@@ -1220,10 +1217,7 @@ async fn turn_start_while_the_store_is_locked(
     db.execute_batch("BEGIN IMMEDIATE").unwrap();
     let id = f
         .client
-        .request(
-            "turn/start",
-            json!({"threadId": thread, "input": [{"type": "text", "text": "hi", "text_elements": []}]}),
-        )
+        .request("turn/start", text_turn(thread, "hi"))
         .await;
     tokio::time::timeout(Duration::from_secs(4), f.backend.wait_for_requests(1))
         .await

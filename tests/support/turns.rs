@@ -91,12 +91,14 @@ pub async fn start_thread(client: &mut Client, params: Value) -> String {
     id
 }
 
+/// `turn/start`'s params for one text input.
+pub fn text_turn(thread: &str, text: &str) -> Value {
+    json!({"threadId": thread, "input": [{"type": "text", "text": text, "text_elements": []}]})
+}
+
 pub async fn start_turn(client: &mut Client, thread: &str, text: &str) -> String {
     let result = client
-        .call_result(
-            "turn/start",
-            json!({"threadId": thread, "input": [{"type": "text", "text": text, "text_elements": []}]}),
-        )
+        .call_result("turn/start", text_turn(thread, text))
         .await;
     assert_eq!(result["turn"]["status"], "inProgress");
     result["turn"]["id"].as_str().unwrap().to_owned()

@@ -147,12 +147,7 @@ impl Scope<'_> {
 
     /// A user message's item and its replay join the turn in memory.
     fn keep_user_message(&self, item: &ThreadItem, replay: &Value) {
-        self.with_state(|state| {
-            if let Some(turn) = state.turn_mut(self.turn_id) {
-                turn.items.push(item.clone());
-                turn.replay.push(replay.clone());
-            }
-        });
+        self.with_state(|state| remember(state, self.turn_id, item.clone(), replay.clone()));
     }
 
     /// A user message's item is announced, started and completed; with its replay, it joins the
@@ -176,11 +171,8 @@ impl Scope<'_> {
                     started_at_ms: now,
                 },
             );
-            if let Some(replay) = replay
-                && let Some(turn) = state.turn_mut(self.turn_id)
-            {
-                turn.items.push(item.clone());
-                turn.replay.push(replay);
+            if let Some(replay) = replay {
+                remember(state, self.turn_id, item.clone(), replay);
             }
             state.publish(
                 methods::ITEM_COMPLETED,
@@ -340,5 +332,13 @@ impl Scope<'_> {
                 },
             );
         });
+    }
+}
+
+/// Adds a user message's item and replay to the turn in memory.
+fn remember(state: &mut ThreadState, turn_id: &str, item: ThreadItem, replay: Value) {
+    if let Some(turn) = state.turn_mut(turn_id) {
+        turn.items.push(item);
+        turn.replay.push(replay);
     }
 }
