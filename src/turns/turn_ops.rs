@@ -96,14 +96,18 @@ impl Threads {
                     .unwrap_or_else(|| self.ctx.identity.background_user_agent());
                 // The task starts now, so its first model request overlaps the turn's first
                 // commit; it publishes nothing until the reply below is queued (`begun`).
+                let store = match (ephemeral, self.store()) {
+                    (true, _) => None,
+                    (false, Ok(store)) => Some(store.clone()),
+                    (false, Err(error)) => {
+                        forget_planned_turn(&thread, &turn_id, caller);
+                        return Err(error);
+                    }
+                };
                 let (begin, begun) = oneshot::channel();
                 let task = TurnTask {
                     thread: thread.clone(),
-                    store: if ephemeral {
-                        None
-                    } else {
-                        self.store().ok().cloned()
-                    },
+                    store: store.clone(),
                     turn_id: turn_id.clone(),
                     first,
                     output_schema,
@@ -116,12 +120,11 @@ impl Threads {
                     begun: begun.shared(),
                 };
                 self.runners.spawn(task.run(self.ctx.clone()));
-                if !ephemeral && let Err(error) = self.store()?.begin_turn(&start).await {
-                    // Nothing started: the thread is as it was, and the task ends unseen.
-                    let mut state = thread.lock();
-                    state.running = None;
-                    state.turns.retain(|turn| turn.id != turn_id);
-                    state.subscribers.complete_join(caller);
+                if let Some(store) = &store
+                    && let Err(error) = store.begin_turn(&start).await
+                {
+                    // Nothing started, and the task ends unseen.
+                    forget_planned_turn(&thread, &turn_id, caller);
                     return Err(error.into());
                 }
                 let turn = TurnRecord::new(turn_id, start.turn.started_at_ms).to_turn(false);
@@ -259,4 +262,12 @@ impl Threads {
         let cancel = running.cancel.clone();
         Ok(Outcome::ok(TurnInterruptResponse {}).then(move || cancel.cancel()))
     }
+}
+
+/// Undoes `plan_turn`'s start of a turn that could not be stored: the thread is as it was.
+fn forget_planned_turn(thread: &LoadedThread, turn_id: &str, caller: &Peer) {
+    let mut state = thread.lock();
+    state.running = None;
+    state.turns.retain(|turn| turn.id != turn_id);
+    state.subscribers.complete_join(caller);
 }
