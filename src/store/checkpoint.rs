@@ -3,11 +3,21 @@
 //! automatic checkpoint, every 1 000 pages) that wait — tens of milliseconds on a slow disk — held
 //! up every write queued behind it, a turn's start among them. The store's connection turns the
 //! automatic checkpoint off and asks this thread for one every [`COMMITS_PER_CHECKPOINT`]
-//! commits; a passive checkpoint never blocks a writer (or another process's).
+//! commits, and once it has been quiet for [`QUIET`]; a passive checkpoint never blocks a writer
+//! (or another process's).
+//!
+//! The log starts over at the first write after a checkpoint that left nothing uncopied, which a
+//! checkpoint overlapping writes never does (they append while it copies): under steady writes
+//! the log would only grow. The quiet one does; and when a checkpoint finds the log past
+//! [`WAL_LIMIT_BYTES`], the store's thread runs one itself between two writes, where nothing is
+//! appended while it copies the little left.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::watch;
@@ -15,11 +25,22 @@ use tokio::sync::watch;
 /// Commits between two checkpoints (a few pages each: about SQLite's default of 1 000 pages).
 pub(super) const COMMITS_PER_CHECKPOINT: usize = 200;
 
+/// How long the store goes without a commit before what it wrote since the last checkpoint is
+/// checkpointed.
+pub(super) const QUIET: Duration = Duration::from_secs(1);
+
+/// A log this large that a checkpoint could not finish is checkpointed between two writes
+/// (smaller in tests, so they need not write as much).
+pub(super) const WAL_LIMIT_BYTES: i64 = if cfg!(test) { 8 } else { 64 } * 1024 * 1024;
+
 /// The checkpoint thread, as the store's thread sees it.
 pub(super) struct Checkpointer {
     wake: Option<SyncSender<()>>,
     thread: Option<JoinHandle<()>>,
+    /// Commits since a checkpoint was last asked for.
     commits: usize,
+    /// Set by a checkpoint that found the log past the limit.
+    behind: Arc<AtomicBool>,
     #[cfg(test)]
     done: watch::Receiver<u64>,
 }
@@ -35,19 +56,28 @@ impl Checkpointer {
         // A checkpoint copies log frames; it needs next to no page cache of its own.
         conn.execute_batch("PRAGMA cache_size = 16;")
             .map_err(|err| err.to_string())?;
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .map_err(|err| err.to_string())?;
+        let limit_frames = WAL_LIMIT_BYTES / page_size.max(512);
         let (wake, asked) = std::sync::mpsc::sync_channel(1);
         let (count, _done) = watch::channel(0);
+        let behind = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("authbridge-checkpoint".to_owned())
-            .spawn(move || {
-                super::run_behind_the_runtime();
-                serve(&conn, &asked, &count)
+            .spawn({
+                let behind = behind.clone();
+                move || {
+                    super::run_behind_the_runtime();
+                    serve(&conn, &asked, &count, &behind, limit_frames)
+                }
             })
             .map_err(|err| err.to_string())?;
         Ok(Self {
             wake: Some(wake),
             thread: Some(thread),
             commits: 0,
+            behind,
             #[cfg(test)]
             done: _done,
         })
@@ -57,9 +87,30 @@ impl Checkpointer {
     /// and not yet started covers it).
     pub fn committed(&mut self) {
         self.commits += 1;
-        if self.commits < COMMITS_PER_CHECKPOINT {
-            return;
+        if self.commits >= COMMITS_PER_CHECKPOINT {
+            self.ask();
         }
+    }
+
+    /// Whether something was committed since a checkpoint was last asked for.
+    pub fn pending(&self) -> bool {
+        self.commits > 0
+    }
+
+    /// The store was quiet for [`QUIET`]: what it wrote since the last checkpoint is
+    /// checkpointed, this time with nothing appended meanwhile.
+    pub fn quiet(&mut self) {
+        if self.pending() {
+            self.ask();
+        }
+    }
+
+    /// Whether a checkpoint found the log past the limit since this was last asked.
+    pub fn take_behind(&self) -> bool {
+        self.behind.swap(false, Ordering::Relaxed)
+    }
+
+    fn ask(&mut self) {
         self.commits = 0;
         if let Some(wake) = &self.wake
             && let Err(TrySendError::Disconnected(())) = wake.try_send(())
@@ -85,15 +136,26 @@ impl Drop for Checkpointer {
     }
 }
 
-fn serve(conn: &Connection, asked: &Receiver<()>, done: &watch::Sender<u64>) {
+fn serve(
+    conn: &Connection,
+    asked: &Receiver<()>,
+    done: &watch::Sender<u64>,
+    behind: &AtomicBool,
+    limit_frames: i64,
+) {
     while asked.recv().is_ok() {
-        // Another process checkpointing at the same time makes this one a no-op, not an error.
-        let outcome = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
-            row.get::<_, i64>(0)
-        });
-        if let Err(err) = outcome {
-            tracing::debug!(error = %err, "WAL checkpoint failed");
+        match checkpoint(conn) {
+            // The log has not started over for that long.
+            Ok(frames) if frames >= limit_frames => behind.store(true, Ordering::Relaxed),
+            Ok(_) => {}
+            Err(err) => tracing::debug!(error = %err, "WAL checkpoint failed"),
         }
         done.send_modify(|count| *count += 1);
     }
+}
+
+/// A passive checkpoint on `conn`; the frames in the log since it last started over. Another
+/// connection checkpointing at the same time makes it a no-op, not an error.
+pub(super) fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
 }

@@ -366,14 +366,90 @@ async fn checkpoints_run_on_their_own_thread_and_reach_the_database_file() {
         .await
         .expect("a checkpoint after that many commits");
     // The database file alone, without its log, now holds the threads.
+    assert!(database_file_holds(
+        home.path(),
+        checkpoint::COMMITS_PER_CHECKPOINT
+    ));
+}
+
+/// Whether the database file alone, without its log, holds `threads` threads.
+fn database_file_holds(home: &Path, threads: usize) -> bool {
     let copy = tempfile::tempdir().unwrap();
     let copied = copy.path().join(FILE_NAME);
-    std::fs::copy(home.path().join(FILE_NAME), &copied).unwrap();
+    std::fs::copy(home.join(FILE_NAME), &copied).unwrap();
     let conn = Connection::open(&copied).unwrap();
-    let threads: usize = conn
+    let count: usize = conn
         .query_row("SELECT count(*) FROM threads", [], |row| row.get(0))
         .unwrap();
-    assert_eq!(threads, checkpoint::COMMITS_PER_CHECKPOINT);
+    count == threads
+}
+
+#[tokio::test]
+async fn a_quiet_store_checkpoints_what_it_wrote() {
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open(home.path()).unwrap();
+    for at in 0..3 {
+        store.create_thread(&header(&id(), at)).await.unwrap();
+    }
+    // Far fewer commits than a checkpoint waits for, then nothing.
+    tokio::time::timeout(Duration::from_secs(10), store.wait_for_checkpoints(1))
+        .await
+        .expect("a checkpoint once the store is quiet");
+    assert!(database_file_holds(home.path(), 3));
+}
+
+#[tokio::test]
+async fn the_log_file_is_cut_back_once_a_quiet_checkpoint_has_copied_it() {
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open(home.path()).unwrap();
+    let wal = home.path().join(format!("{FILE_NAME}-wal"));
+    // A reader on an old snapshot (another process's, say) keeps every checkpoint from
+    // finishing, so the log grows past 4 MiB.
+    let reader = Connection::open(home.path().join(FILE_NAME)).unwrap();
+    reader.execute_batch("BEGIN").unwrap();
+    let _: i64 = reader
+        .query_row("SELECT count(*) FROM threads", [], |row| row.get(0))
+        .unwrap();
+    let mut written = 0;
+    while std::fs::metadata(&wal).unwrap().len() <= 6 * 1024 * 1024 {
+        let mut thread = header(&id(), written);
+        thread.preview = "x".repeat(64 * 1024);
+        store.create_thread(&thread).await.unwrap();
+        written += 1;
+    }
+    reader.execute_batch("COMMIT").unwrap();
+    let checkpoints = *store.inner.checkpoints.borrow();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        store.wait_for_checkpoints(checkpoints + 1),
+    )
+    .await
+    .expect("a checkpoint once the store is quiet");
+    // The next write starts the log over, and its file is cut back.
+    store.create_thread(&header(&id(), written)).await.unwrap();
+    let size = std::fs::metadata(&wal).unwrap().len();
+    assert!(size <= 4 * 1024 * 1024, "the log file is {size} bytes");
+    assert!(database_file_holds(home.path(), written as usize));
+}
+
+#[tokio::test]
+async fn under_steady_writes_the_log_still_starts_over() {
+    let home = tempfile::tempdir().unwrap();
+    let store = Store::open(home.path()).unwrap();
+    let wal = home.path().join(format!("{FILE_NAME}-wal"));
+    let mut largest = 0;
+    // Never quiet: each write follows the last at once, so every checkpoint overlaps writes.
+    for at in 0..1000 {
+        let mut thread = header(&id(), at);
+        thread.preview = "x".repeat(64 * 1024);
+        store.create_thread(&thread).await.unwrap();
+        let size = std::fs::metadata(&wal).unwrap().len();
+        largest = largest.max(size);
+        if largest > checkpoint::WAL_LIMIT_BYTES as u64 && size <= 4 * 1024 * 1024 {
+            return;
+        }
+    }
+    panic!("the log grew to {largest} bytes and never started over");
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -10,13 +10,13 @@
 //! transactions, so they never wait for another process's write lock.
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
 
 use rusqlite::Connection;
 
 use super::Owner;
-use super::checkpoint::Checkpointer;
+use super::checkpoint::{self, Checkpointer};
 use super::instance::Instance;
 
 /// Most writes one transaction takes.
@@ -68,6 +68,14 @@ fn serve(
     loop {
         let first = match waiting.take() {
             Some(job) => job,
+            None if checkpointer.pending() => match queue.recv_timeout(checkpoint::QUIET) {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => {
+                    checkpointer.quiet();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            },
             None => match queue.recv() {
                 Ok(job) => job,
                 Err(_) => return,
@@ -91,6 +99,13 @@ fn serve(
         }
         if write_batch(conn, &owner, batch) {
             checkpointer.committed();
+        }
+        if checkpointer.take_behind() {
+            // Between two writes nothing is appended while it copies, so the log can start
+            // over at the next write.
+            if let Err(err) = checkpoint::checkpoint(conn) {
+                tracing::debug!(error = %err, "WAL checkpoint failed");
+            }
         }
     }
 }
