@@ -40,6 +40,11 @@ struct Bench {
 
 impl Bench {
     async fn start(options: &Options) -> Self {
+        Self::start_with(options, &[]).await
+    }
+
+    /// With `settings` (`key=value`) on top of the benchmarks' own.
+    async fn start_with(options: &Options, settings: &[&str]) -> Self {
         let backend = FakeBackend::start().await.expect("the fake backend starts");
         let mut args: Vec<String> = Vec::new();
         for item in backend.overrides() {
@@ -51,7 +56,10 @@ impl Bench {
             "server.max_connections=1000",
             "server.max_in_flight_per_connection=1000",
             "model.retry_base_delay_ms=1",
-        ] {
+        ]
+        .into_iter()
+        .chain(settings.iter().copied())
+        {
             args.extend(["-c".to_owned(), item.to_owned()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -401,8 +409,13 @@ async fn storm(options: &Options) {
     println!();
 }
 
+/// Idle backend connections close after this in the scale run (90 s by default), so its last
+/// row shows memory once they have.
+const SCALE_IDLE_TIMEOUT_SECS: u64 = 2;
+
 async fn scale(options: &Options) {
-    let bench = Bench::start(options).await;
+    let idle_timeout = format!("backend.idle_timeout_secs={SCALE_IDLE_TIMEOUT_SECS}");
+    let bench = Bench::start_with(options, &[&idle_timeout]).await;
     let pid = bench.pid();
     bench.stream(200, 32, Duration::from_millis(5));
     // One warm connection first, so "idle" includes what every server has once it served.
@@ -444,11 +457,15 @@ async fn scale(options: &Options) {
             after as f64 / idle.max(1) as f64
         );
     }
-    // Idle worker threads of the runtime's blocking pool (file work at login) end after 10 s.
-    tokio::time::sleep(Duration::from_secs(11)).await;
+    // Idle worker threads of the runtime's blocking pool (file work at login) end after 10 s;
+    // the idle backend connections close within two of their timeouts, and the server then
+    // gives back what they held.
+    let settle = Duration::from_secs(11.max(2 * SCALE_IDLE_TIMEOUT_SECS + 2));
+    tokio::time::sleep(settle).await;
     let settled = driver::rss_bytes(pid).unwrap_or(0);
     println!(
-        "| 11 s later | | | | | {} | | {} | {:.2} |",
+        "| {} s later, idle connections closed | | | | | {} | | {} | {:.2} |",
+        settle.as_secs(),
         mib(idle),
         mib(settled),
         settled as f64 / idle.max(1) as f64

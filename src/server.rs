@@ -177,7 +177,7 @@ impl Core {
     pub fn build(config: Arc<Config>, shutdown: CancellationToken) -> Result<Self, StartError> {
         let hub = Arc::new(Hub::default());
         let identity = Arc::new(Identity::from_env());
-        let http = http_client(config.backend.idle_connections).map_err(StartError::HttpClient)?;
+        let http = http_client(&config.backend).map_err(StartError::HttpClient)?;
         let credentials = Arc::new(Credentials::new(
             config.clone(),
             identity.clone(),

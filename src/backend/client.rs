@@ -17,14 +17,17 @@ use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 use crate::backend::{AuthRetryLayer, BackendError, BackendRequest, CredentialProvider, Signing};
+use crate::config::BackendConfig;
 
 /// The process's reqwest client (connection pool), shared by the backend stack and the OAuth calls.
-/// At most `idle_connections` per host stay open between requests: a burst of streaming turns
-/// would otherwise leave one idle socket, with its buffers, per turn it ran at once.
-pub fn http_client(idle_connections: usize) -> Result<reqwest::Client, reqwest::Error> {
+/// At most `idle_connections` per host stay open between requests, each for `idle_timeout`: a
+/// burst of streaming turns would otherwise leave one idle socket, with its buffers, per turn it
+/// ran at once.
+pub fn http_client(config: &BackendConfig) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(idle_connections)
+        .pool_max_idle_per_host(config.idle_connections)
+        .pool_idle_timeout(config.idle_timeout)
         .build()
 }
 

@@ -34,6 +34,7 @@ pub(super) struct FileConfig {
 pub(super) struct FileBackend {
     pub(super) max_concurrent: Option<usize>,
     pub(super) idle_connections: Option<usize>,
+    pub(super) idle_timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,6 +169,12 @@ impl FileBackend {
                 0,
                 4096,
             )?,
+            idle_timeout: Duration::from_secs(in_range(
+                "backend.idle_timeout_secs",
+                self.idle_timeout_secs.unwrap_or(90),
+                1,
+                3600,
+            )?),
         })
     }
 }

@@ -55,6 +55,8 @@ pub struct BackendConfig {
     /// Idle connections kept open per backend host for the next request; the rest close when
     /// their response ends, so a burst's sockets and buffers do not outlive it.
     pub idle_connections: usize,
+    /// How long an idle backend connection stays open for the next request.
+    pub idle_timeout: Duration,
 }
 
 /// Where to listen.

@@ -96,6 +96,16 @@ fn refresh_timeout_range() {
 }
 
 #[test]
+fn backend_idle_timeout_range() {
+    assert!(Config::from_overrides("/h", &["backend.idle_timeout_secs=0"]).is_err());
+    assert!(Config::from_overrides("/h", &["backend.idle_timeout_secs=3601"]).is_err());
+    let defaults = Config::from_overrides("/h", &[]).unwrap();
+    assert_eq!(defaults.backend.idle_timeout, Duration::from_secs(90));
+    let config = Config::from_overrides("/h", &["backend.idle_timeout_secs=5"]).unwrap();
+    assert_eq!(config.backend.idle_timeout, Duration::from_secs(5));
+}
+
+#[test]
 fn the_documented_example_is_valid_and_matches_the_defaults() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/authbridge.toml");
     let options = LoadOptions {

@@ -24,6 +24,7 @@ mod turn_ops;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -127,17 +128,18 @@ impl Threads {
         Ok(thread)
     }
 
-    /// Unloads every idle thread (no running turn, no open subscriber) and closes its lease.
-    pub async fn unload_idle(&self) {
-        self.unload_where(|_| true).await;
+    /// Unloads every idle thread (no running turn, no open subscriber) and closes its lease;
+    /// true if that unloaded the last loaded thread.
+    async fn unload_idle(&self) -> bool {
+        self.unload_where(|_| true).await
     }
 
-    /// Unloads the thread `id` if it is idle.
-    async fn unload_if_idle(&self, id: Uuid) {
-        self.unload_where(|candidate| *candidate == id).await;
+    /// Unloads the thread `id` if it is idle; true if it was the last loaded thread.
+    async fn unload_if_idle(&self, id: Uuid) -> bool {
+        self.unload_where(|candidate| *candidate == id).await
     }
 
-    async fn unload_where(&self, candidate: impl Fn(&Uuid) -> bool) {
+    async fn unload_where(&self, candidate: impl Fn(&Uuid) -> bool) -> bool {
         let _leases = self.lease_lock.lock().await;
         let (unloaded, none_left): (Vec<(Uuid, bool)>, bool) = {
             let mut loaded = self.loaded.lock().expect("threads lock");
@@ -155,6 +157,10 @@ impl Threads {
                 false
             });
             let none_left = !gone.is_empty() && loaded.is_empty();
+            if none_left {
+                // A burst's table would otherwise stay at its largest.
+                loaded.shrink_to_fit();
+            }
             (gone, none_left)
         };
         for (id, _) in &unloaded {
@@ -178,24 +184,47 @@ impl Threads {
         if none_left {
             release_freed_memory();
         }
+        none_left
     }
 
     /// Unloads idle threads when something may have made them idle — a connection closed (all
     /// are looked at) or a thread's turn ended (that one is) — until shutdown.
+    ///
+    /// Once the last one is unloaded, freed memory goes back to the OS at once, and again when
+    /// the backend connections the turns left idle have timed out and closed, if no thread was
+    /// loaded meanwhile.
     pub async fn unload_when_idle(
         self: Arc<Self>,
         disconnects: Arc<Notify>,
         mut ended: mpsc::UnboundedReceiver<Uuid>,
     ) {
+        // The pool looks for expired connections once per timeout, so one idle from now is
+        // closed within two timeouts.
+        let connections_closed = 2 * self.ctx.config.backend.idle_timeout + Duration::from_secs(1);
+        let settled = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(settled);
+        let mut settling = false;
         loop {
-            tokio::select! {
+            let none_left = tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = disconnects.notified() => self.unload_idle().await,
                 Some(id) = ended.recv() => {
-                    if self.loaded.lock().expect("threads lock").contains_key(&id) {
-                        self.unload_if_idle(id).await;
-                    }
+                    let loaded = self.loaded.lock().expect("threads lock").contains_key(&id);
+                    loaded && self.unload_if_idle(id).await
                 }
+                _ = &mut settled, if settling => {
+                    settling = false;
+                    if self.loaded.lock().expect("threads lock").is_empty() {
+                        release_freed_memory();
+                    }
+                    false
+                }
+            };
+            if none_left {
+                settled
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + connections_closed);
+                settling = true;
             }
         }
     }

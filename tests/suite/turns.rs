@@ -1206,6 +1206,23 @@ async fn backend_connections_beyond_the_idle_limit_close_when_their_turns_end() 
     .expect("only one idle backend connection is kept");
 }
 
+#[tokio::test]
+async fn an_idle_backend_connection_closes_after_its_timeout() {
+    let mut f = Fixture::start(&["backend.idle_timeout_secs=1"]).await;
+    let thread = f.thread(json!({})).await;
+    f.turn(&thread, "hi").await;
+    let messages = f.completed().await;
+    assert_eq!(last_turn(&messages)["status"], "completed");
+    assert_eq!(f.backend.requests().len(), 1);
+    // Kept for the next request first, then closed by the pool within two timeouts.
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        f.backend.wait_for_open_connections(0),
+    )
+    .await
+    .expect("the idle backend connection closes");
+}
+
 /// Sends `turn/start` while the database's write lock is held from outside (as another
 /// authbridge process in a transaction would) and waits for the model request, which does not
 /// wait for the turn's first commit. Returns the lock and the request's id.
