@@ -3,14 +3,14 @@
 //! automatic checkpoint, every 1 000 pages) that wait — tens of milliseconds on a slow disk — held
 //! up every write queued behind it, a turn's start among them. The store's connection turns the
 //! automatic checkpoint off and asks this thread for one every [`COMMITS_PER_CHECKPOINT`]
-//! commits, and once it has been quiet for [`QUIET`]; a passive checkpoint never blocks a writer
-//! (or another process's).
+//! commits; a passive checkpoint never blocks a writer (or another process's).
 //!
-//! The log starts over at the first write after a checkpoint that left nothing uncopied, which a
-//! checkpoint overlapping writes never does (they append while it copies): under steady writes
-//! the log would only grow. The quiet one does; and when a checkpoint finds the log past
-//! [`WAL_LIMIT_BYTES`], the store's thread runs one itself between two writes, where nothing is
-//! appended while it copies the little left.
+//! The log starts over only after a checkpoint that left nothing uncopied, which one overlapping
+//! writes never does (they append while it copies): under steady writes the log would only grow.
+//! So once the store has been quiet for [`QUIET`], this thread copies the rest and empties the
+//! log file (a truncating checkpoint, which would hold up a write arriving meanwhile, never for
+//! long); and if writes never pause, the store's thread checkpoints between two writes once the
+//! log passes [`WAL_LIMIT_BYTES`] — one `fsync` that the writes queued behind it wait for.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,13 +29,24 @@ pub(super) const COMMITS_PER_CHECKPOINT: usize = 200;
 /// checkpointed.
 pub(super) const QUIET: Duration = Duration::from_secs(1);
 
-/// A log this large that a checkpoint could not finish is checkpointed between two writes
-/// (smaller in tests, so they need not write as much).
-pub(super) const WAL_LIMIT_BYTES: i64 = if cfg!(test) { 8 } else { 64 } * 1024 * 1024;
+/// A log this large is checkpointed between two writes (smaller in tests, so they need not write
+/// as much).
+pub(super) const WAL_LIMIT_BYTES: i64 = if cfg!(test) { 8 } else { 256 } * 1024 * 1024;
+
+/// How long the quiet checkpoint waits for another process's readers before it gives up.
+const QUIET_BUSY_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// Which checkpoint the thread is asked for.
+enum Mode {
+    /// Copies what it can; never waits.
+    Passive,
+    /// Copies everything and empties the log file.
+    Truncate,
+}
 
 /// The checkpoint thread, as the store's thread sees it.
 pub(super) struct Checkpointer {
-    wake: Option<SyncSender<()>>,
+    wake: Option<SyncSender<Mode>>,
     thread: Option<JoinHandle<()>>,
     /// Commits since a checkpoint was last asked for.
     commits: usize,
@@ -55,6 +66,8 @@ impl Checkpointer {
         .map_err(|err| err.to_string())?;
         // A checkpoint copies log frames; it needs next to no page cache of its own.
         conn.execute_batch("PRAGMA cache_size = 16;")
+            .map_err(|err| err.to_string())?;
+        conn.busy_timeout(QUIET_BUSY_TIMEOUT)
             .map_err(|err| err.to_string())?;
         let page_size: i64 = conn
             .query_row("PRAGMA page_size", [], |row| row.get(0))
@@ -88,7 +101,7 @@ impl Checkpointer {
     pub fn committed(&mut self) {
         self.commits += 1;
         if self.commits >= COMMITS_PER_CHECKPOINT {
-            self.ask();
+            self.ask(Mode::Passive);
         }
     }
 
@@ -98,10 +111,10 @@ impl Checkpointer {
     }
 
     /// The store was quiet for [`QUIET`]: what it wrote since the last checkpoint is
-    /// checkpointed, this time with nothing appended meanwhile.
+    /// checkpointed, this time with nothing appended meanwhile, and the log file emptied.
     pub fn quiet(&mut self) {
         if self.pending() {
-            self.ask();
+            self.ask(Mode::Truncate);
         }
     }
 
@@ -110,10 +123,10 @@ impl Checkpointer {
         self.behind.swap(false, Ordering::Relaxed)
     }
 
-    fn ask(&mut self) {
+    fn ask(&mut self, mode: Mode) {
         self.commits = 0;
         if let Some(wake) = &self.wake
-            && let Err(TrySendError::Disconnected(())) = wake.try_send(())
+            && let Err(TrySendError::Disconnected(_)) = wake.try_send(mode)
         {
             tracing::warn!("the checkpoint thread stopped");
         }
@@ -138,13 +151,19 @@ impl Drop for Checkpointer {
 
 fn serve(
     conn: &Connection,
-    asked: &Receiver<()>,
+    asked: &Receiver<Mode>,
     done: &watch::Sender<u64>,
     behind: &AtomicBool,
     limit_frames: i64,
 ) {
-    while asked.recv().is_ok() {
-        match checkpoint(conn) {
+    while let Ok(mode) = asked.recv() {
+        let outcome = match mode {
+            Mode::Passive => checkpoint(conn),
+            // Busy (another process reading) is an answer, not an error: the next quiet one
+            // tries again.
+            Mode::Truncate => conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(0)),
+        };
+        match outcome {
             // The log has not started over for that long.
             Ok(frames) if frames >= limit_frames => behind.store(true, Ordering::Relaxed),
             Ok(_) => {}

@@ -134,11 +134,9 @@ impl Store {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(fail(&format!("cannot use WAL (journal mode {mode})")));
         }
-        // Checkpoints run on their own thread (`checkpoint`), never inside a write; when the
-        // log starts over, its file is cut back to 4 MiB.
+        // Checkpoints run on their own thread (`checkpoint`), never inside a write.
         conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;
-             PRAGMA journal_size_limit = 4194304;",
+            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;",
         )
         .map_err(|err| fail(&err))?;
         schema::migrate(&mut conn).map_err(|err| fail(&err))?;
