@@ -1,20 +1,20 @@
 //! WAL checkpoints on their own thread and connection. A checkpoint copies the log back into the
 //! database file and then waits for the disk; done by SQLite itself on the store's thread (its
 //! automatic checkpoint, every 1 000 pages) that wait — tens of milliseconds on a slow disk — held
-//! up every write queued behind it, a turn's start among them. The store's connection turns the
-//! automatic checkpoint off and asks this thread for one every [`COMMITS_PER_CHECKPOINT`]
-//! commits; a passive checkpoint never blocks a writer (or another process's).
+//! up every write queued behind it, a turn's start among them. The store's thread asks this one
+//! for a checkpoint every [`COMMITS_PER_CHECKPOINT`] commits instead; a passive checkpoint never
+//! blocks a writer (or another process's).
 //!
 //! The log starts over only after a checkpoint that left nothing uncopied, which one overlapping
 //! writes never does (they append while it copies): under steady writes the log would only grow.
 //! So once the store has been quiet for [`QUIET`], this thread copies the rest and empties the
 //! log file (a truncating checkpoint, which would hold up a write arriving meanwhile, never for
-//! long); and if writes never pause, the store's thread checkpoints between two writes once the
-//! log passes [`WAL_LIMIT_BYTES`] — one `fsync` that the writes queued behind it wait for.
+//! long); and if writes never pause, SQLite's own automatic checkpoint on the store's connection
+//! takes over once the log passes [`WAL_LIMIT_BYTES`] ([`limit_log`]): after each commit until
+//! one has copied everything, between two writes, so the log starts over at the next — one
+//! `fsync` that the writes queued behind it wait for.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,8 +29,8 @@ pub(super) const COMMITS_PER_CHECKPOINT: usize = 200;
 /// checkpointed.
 pub(super) const QUIET: Duration = Duration::from_secs(1);
 
-/// A log this large is checkpointed between two writes (smaller in tests, so they need not write
-/// as much).
+/// A log this large is checkpointed on the store's thread, between two writes (smaller in tests,
+/// so they need not write as much).
 pub(super) const WAL_LIMIT_BYTES: i64 = if cfg!(test) { 8 } else { 256 } * 1024 * 1024;
 
 /// How long the quiet checkpoint waits for another process's readers before it gives up.
@@ -50,8 +50,6 @@ pub(super) struct Checkpointer {
     thread: Option<JoinHandle<()>>,
     /// Commits since a checkpoint was last asked for.
     commits: usize,
-    /// Set by a checkpoint that found the log past the limit.
-    behind: Arc<AtomicBool>,
     #[cfg(test)]
     done: watch::Receiver<u64>,
 }
@@ -69,28 +67,19 @@ impl Checkpointer {
             .map_err(|err| err.to_string())?;
         conn.busy_timeout(QUIET_BUSY_TIMEOUT)
             .map_err(|err| err.to_string())?;
-        let page_size: i64 = conn
-            .query_row("PRAGMA page_size", [], |row| row.get(0))
-            .map_err(|err| err.to_string())?;
-        let limit_frames = WAL_LIMIT_BYTES / page_size.max(512);
         let (wake, asked) = std::sync::mpsc::sync_channel(1);
         let (count, _done) = watch::channel(0);
-        let behind = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("authbridge-checkpoint".to_owned())
-            .spawn({
-                let behind = behind.clone();
-                move || {
-                    super::run_behind_the_runtime();
-                    serve(&conn, &asked, &count, &behind, limit_frames)
-                }
+            .spawn(move || {
+                super::run_behind_the_runtime();
+                serve(&conn, &asked, &count)
             })
             .map_err(|err| err.to_string())?;
         Ok(Self {
             wake: Some(wake),
             thread: Some(thread),
             commits: 0,
-            behind,
             #[cfg(test)]
             done: _done,
         })
@@ -116,11 +105,6 @@ impl Checkpointer {
         if self.pending() {
             self.ask(Mode::Truncate);
         }
-    }
-
-    /// Whether a checkpoint found the log past the limit since this was last asked.
-    pub fn take_behind(&self) -> bool {
-        self.behind.swap(false, Ordering::Relaxed)
     }
 
     fn ask(&mut self, mode: Mode) {
@@ -149,32 +133,28 @@ impl Drop for Checkpointer {
     }
 }
 
-fn serve(
-    conn: &Connection,
-    asked: &Receiver<Mode>,
-    done: &watch::Sender<u64>,
-    behind: &AtomicBool,
-    limit_frames: i64,
-) {
+fn serve(conn: &Connection, asked: &Receiver<Mode>, done: &watch::Sender<u64>) {
     while let Ok(mode) = asked.recv() {
-        let outcome = match mode {
-            Mode::Passive => checkpoint(conn),
-            // Busy (another process reading) is an answer, not an error: the next quiet one
-            // tries again.
-            Mode::Truncate => conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(0)),
+        let pragma = match mode {
+            Mode::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+            Mode::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
         };
-        match outcome {
-            // The log has not started over for that long.
-            Ok(frames) if frames >= limit_frames => behind.store(true, Ordering::Relaxed),
-            Ok(_) => {}
-            Err(err) => tracing::debug!(error = %err, "WAL checkpoint failed"),
+        // Busy (another connection checkpointing, another process reading) is an answer, not an
+        // error: the next checkpoint tries again.
+        if let Err(err) = conn.query_row(pragma, [], |_| Ok(())) {
+            tracing::debug!(error = %err, "WAL checkpoint failed");
         }
         done.send_modify(|count| *count += 1);
     }
 }
 
-/// A passive checkpoint on `conn`; the frames in the log since it last started over. Another
-/// connection checkpointing at the same time makes it a no-op, not an error.
-pub(super) fn checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
-    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+/// Sets the store's connection `conn` to checkpoint after a commit that leaves the log past
+/// [`WAL_LIMIT_BYTES`] (SQLite's automatic checkpoint, passive, so it never waits for a reader).
+pub(super) fn limit_log(conn: &Connection) -> rusqlite::Result<()> {
+    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+    conn.pragma_update(
+        None,
+        "wal_autocheckpoint",
+        WAL_LIMIT_BYTES / page_size.max(512),
+    )
 }

@@ -6,7 +6,7 @@
 //! ended), so a crash loses at most the part of a turn not yet committed. Work runs on the
 //! store's own thread (`writer`), where writes that queue up share a commit: a write waiting on
 //! another process's lock never stalls the runtime; WAL checkpoints run on a second thread
-//! (`checkpoint`), so no write waits for one. Both are batch threads: on a busy core a commit waits
+//! (`checkpoint`), so no write waits for one (unless the log outgrows its limit). Both are batch threads: on a busy core a commit waits
 //! for the delta being relayed rather than preempting it. The file is
 //! never deleted, truncated, replaced or downgraded; if it cannot be used, [`Store::open`] says
 //! why and the caller serves everything else without it.
@@ -134,11 +134,11 @@ impl Store {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(fail(&format!("cannot use WAL (journal mode {mode})")));
         }
-        // Checkpoints run on their own thread (`checkpoint`), never inside a write.
-        conn.execute_batch(
-            "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;",
-        )
-        .map_err(|err| fail(&err))?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .map_err(|err| fail(&err))?;
+        // Checkpoints run on their own thread (`checkpoint`), not after a write, unless the log
+        // has grown past its limit.
+        checkpoint::limit_log(&conn).map_err(|err| fail(&err))?;
         schema::migrate(&mut conn).map_err(|err| fail(&err))?;
         let checkpointer = checkpoint::Checkpointer::start(&path).map_err(|err| fail(&err))?;
         #[cfg(test)]

@@ -100,13 +100,6 @@ fn serve(
         if write_batch(conn, &owner, batch) {
             checkpointer.committed();
         }
-        if checkpointer.take_behind() {
-            // Between two writes nothing is appended while it copies, so the log can start
-            // over at the next write.
-            if let Err(err) = checkpoint::checkpoint(conn) {
-                tracing::debug!(error = %err, "WAL checkpoint failed");
-            }
-        }
     }
 }
 
