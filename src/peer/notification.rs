@@ -22,7 +22,8 @@ struct Encoded {
 
 impl Notification {
     pub fn new(method: &'static str, params: &impl Serialize) -> Self {
-        let mut text = Vec::with_capacity(160);
+        // Room for a text delta with its three ids, so the hottest notification never grows it.
+        let mut text = Vec::with_capacity(256);
         text.extend_from_slice(b"{\"method\":");
         serde_json::to_writer(&mut text, method).expect("method name serializes");
         text.extend_from_slice(b",\"params\":");

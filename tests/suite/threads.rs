@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::support::turns::{
     Fixture, MARKER, input, last_turn, of, overrides, start_thread, start_turn, until_completed,
-    user,
+    until_delta, user,
 };
 use crate::support::{Child, Client};
 
@@ -205,14 +205,7 @@ async fn ephemeral_threads_work_but_are_never_stored() {
 async fn archive_and_unarchive() {
     let mut f = Fixture::start(&[]).await;
     let thread = f.thread(json!({})).await;
-    f.backend.script([Reply::Slow {
-        deltas: 50,
-        gap: Duration::from_millis(100),
-    }]);
-    f.turn(&thread, "slow").await;
-    f.client
-        .until("a delta", |m| m["method"] == "item/agentMessage/delta")
-        .await;
+    f.running_turn(&thread, 50).await;
     // A running turn is interrupted first; its end reaches the subscriber before the reply.
     let id = f
         .client
@@ -427,9 +420,7 @@ async fn a_kill_during_a_turn_leaves_it_interrupted_and_the_rest_intact() {
             None => spawn(home.path(), &backend, "ws://127.0.0.1:0").await,
         };
         let turn = start_turn(&mut client, &thread, "slow").await;
-        client
-            .until("a delta", |m| m["method"] == "item/agentMessage/delta")
-            .await;
+        until_delta(&mut client).await;
         child.process.start_kill().unwrap();
         child.process.wait().await.unwrap();
         killed_turns.push(turn);

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use crate::support::turns::{
     Fixture, MARKER, REFRESH, assistant, input, last_turn, methods, of, overrides, read_turns,
-    reasoning, start_thread, start_turn, text_turn, until_completed, user,
+    reasoning, start_thread, start_turn, text_turn, until_completed, until_delta, user,
 };
 use crate::support::{Child, Client};
 
@@ -712,10 +712,7 @@ async fn turn_start_on_a_busy_thread_steers_the_running_turn() {
         Reply::Ok,
     ]);
     let turn = f.turn(&thread, "first").await;
-    let mut messages = f
-        .client
-        .until("a delta", |m| m["method"] == "item/agentMessage/delta")
-        .await;
+    let mut messages = until_delta(&mut f.client).await;
     let steer = f
         .client
         .call_result(
@@ -885,14 +882,7 @@ async fn thread_events_go_to_subscribers_only() {
     let mut f = Fixture::start(&[]).await;
     let mut watcher = f.server.client().await;
     let thread = f.thread(json!({})).await;
-    f.backend.script([Reply::Slow {
-        deltas: 6,
-        gap: Duration::from_millis(100),
-    }]);
-    f.turn(&thread, "slow").await;
-    f.client
-        .until("a delta", |m| m["method"] == "item/agentMessage/delta")
-        .await;
+    f.running_turn(&thread, 6).await;
     let resumed = watcher
         .call_result("thread/resume", json!({"threadId": thread}))
         .await;
@@ -917,9 +907,7 @@ async fn thread_events_go_to_subscribers_only() {
         gap: Duration::from_millis(100),
     }]);
     f.turn(&thread, "slow again").await;
-    watcher
-        .until("a delta", |m| m["method"] == "item/agentMessage/delta")
-        .await;
+    until_delta(&mut watcher).await;
     f.client.close().await;
     let messages = until_completed(&mut watcher).await;
     assert_eq!(last_turn(&messages)["status"], "completed");
@@ -954,14 +942,7 @@ async fn account_notifications_stay_broadcast_during_turns() {
 async fn shutdown_interrupts_running_turns_before_closing() {
     let mut f = Fixture::start(&[]).await;
     let thread = f.thread(json!({})).await;
-    f.backend.script([Reply::Slow {
-        deltas: 100,
-        gap: Duration::from_millis(100),
-    }]);
-    f.turn(&thread, "slow").await;
-    f.client
-        .until("a delta", |m| m["method"] == "item/agentMessage/delta")
-        .await;
+    f.running_turn(&thread, 100).await;
     f.server.running().shutdown();
     let messages = f.completed().await;
     let turn = last_turn(&messages);

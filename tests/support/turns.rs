@@ -1,7 +1,9 @@
 //! The turn tests' fixture (TURNS §29): a fake Responses backend, a server pointed at it, a
 //! logged-in client, and helpers to start threads and turns and read what a turn streamed.
 
-use authbridge::dev_backend::{FakeBackend, Recorded};
+use std::time::Duration;
+
+use authbridge::dev_backend::{FakeBackend, Recorded, Reply};
 use serde_json::{Value, json};
 
 use super::{Client, TestServer};
@@ -74,6 +76,18 @@ impl Fixture {
     pub async fn completed(&mut self) -> Vec<Value> {
         until_completed(&mut self.client).await
     }
+
+    /// A turn still running: scripts `deltas` deltas 100 ms apart, starts the turn and waits
+    /// for its first delta. Returns the turn id.
+    pub async fn running_turn(&mut self, thread: &str, deltas: usize) -> String {
+        self.backend.script([Reply::Slow {
+            deltas,
+            gap: Duration::from_millis(100),
+        }]);
+        let turn = self.turn(thread, "slow").await;
+        until_delta(&mut self.client).await;
+        turn
+    }
 }
 
 pub fn overrides(backend: &FakeBackend, extra: &[&str]) -> Vec<String> {
@@ -120,6 +134,13 @@ pub async fn until_completed(client: &mut Client) -> Vec<Value> {
         .until("turn/completed", |message| {
             message["method"] == "turn/completed"
         })
+        .await
+}
+
+/// Everything up to and including the next text delta.
+pub async fn until_delta(client: &mut Client) -> Vec<Value> {
+    client
+        .until("a delta", |m| m["method"] == "item/agentMessage/delta")
         .await
 }
 

@@ -206,24 +206,37 @@ impl Scope<'_> {
         self.add_replay(items).await
     }
 
-    async fn add_replay(&self, items: Vec<Value>) -> Result<(), TurnError> {
+    async fn add_replay(&self, replay: Vec<Value>) -> Result<(), TurnError> {
+        self.add(Vec::new(), replay, |_| ()).await
+    }
+
+    /// Stores `items` and `replay` after what the turn has, then adds them in memory and runs
+    /// `announce` under the same lock.
+    async fn add(
+        &self,
+        items: Vec<ThreadItem>,
+        replay: Vec<Value>,
+        announce: impl FnOnce(&mut ThreadState),
+    ) -> Result<(), TurnError> {
         let (item_seq, replay_seq) = self.counts();
         if let Some(store) = self.store {
             let written = store
                 .add_items(
                     self.turn_id,
                     item_seq,
-                    Vec::new(),
-                    replay_seq,
                     items.clone(),
+                    replay_seq,
+                    replay.clone(),
                 )
                 .await;
             self.stored(written)?;
         }
         self.with_state(|state| {
             if let Some(turn) = state.turn_mut(self.turn_id) {
-                turn.replay.extend(items);
+                turn.items.extend(items);
+                turn.replay.extend(replay);
             }
+            announce(state);
         });
         Ok(())
     }
@@ -250,25 +263,7 @@ impl Scope<'_> {
         let now = now_ms();
         let started_at = started.get(item.id()).copied();
         let item = with_times(item, started_at, Some(now));
-        let (item_seq, replay_seq) = self.counts();
-        let replay: Vec<Value> = replay.into_iter().collect();
-        if let Some(store) = self.store {
-            let written = store
-                .add_items(
-                    self.turn_id,
-                    item_seq,
-                    vec![item.clone()],
-                    replay_seq,
-                    replay.clone(),
-                )
-                .await;
-            self.stored(written)?;
-        }
-        self.with_state(|state| {
-            if let Some(turn) = state.turn_mut(self.turn_id) {
-                turn.items.push(item.clone());
-                turn.replay.extend(replay);
-            }
+        self.add(vec![item.clone()], replay.into_iter().collect(), |state| {
             state.publish(
                 methods::ITEM_COMPLETED,
                 &ItemCompletedNotification {
@@ -278,8 +273,8 @@ impl Scope<'_> {
                     completed_at_ms: now,
                 },
             );
-        });
-        Ok(())
+        })
+        .await
     }
 
     /// Records how the turn ended and says so: `error` (if it failed), then `turn/completed`.
