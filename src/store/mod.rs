@@ -6,10 +6,10 @@
 //! ended), so a crash loses at most the part of a turn not yet committed. Work runs on the
 //! store's own thread (`writer`), where writes that queue up share a commit: a write waiting on
 //! another process's lock never stalls the runtime; WAL checkpoints run on a second thread
-//! (`checkpoint`), so no write waits for one (unless the log outgrows its limit). Both are batch threads: on a busy core a commit waits
-//! for the delta being relayed rather than preempting it. The file is
-//! never deleted, truncated, replaced or downgraded; if it cannot be used, [`Store::open`] says
-//! why and the caller serves everything else without it.
+//! (`checkpoint`), so no write waits for one (unless the log outgrows its limit). Both are batch
+//! threads: on a busy core a commit waits for the delta being relayed rather than preempting it.
+//! The file is never deleted, truncated, replaced or downgraded; if it cannot be used,
+//! [`Store::open`] says why and the caller serves everything else without it.
 
 mod checkpoint;
 mod instance;
