@@ -9,16 +9,22 @@
 //! writes never does (they append while it copies): under steady writes the log would only grow.
 //! So once the store has been quiet for [`QUIET`], this thread copies the rest and empties the
 //! log file (a truncating checkpoint, which would hold up a write arriving meanwhile, never for
-//! long); and if writes never pause, SQLite's own automatic checkpoint on the store's connection
-//! takes over once the log passes [`WAL_LIMIT_BYTES`] ([`limit_log`]): after each commit until
-//! one has copied everything, between two writes, so the log starts over at the next — one
-//! `fsync` that the writes queued behind it wait for.
+//! long); and if writes never pause, the store's thread checkpoints between two writes once the
+//! log passes [`WAL_LIMIT_BYTES`], after every commit until one has copied everything and the log
+//! starts over — one `fsync` that the writes queued behind it wait for. Meanwhile this thread is
+//! not asked for more, and the store's thread first waits for the one it may be running: that
+//! one holds the lock the store's needs for as long as its `fsync` takes, and on a slow disk the
+//! log would otherwise grow by all that is written meanwhile.
 
+use std::cell::Cell;
+use std::ffi::c_int;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use rusqlite::hooks::Wal;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::watch;
 
@@ -50,6 +56,10 @@ pub(super) struct Checkpointer {
     thread: Option<JoinHandle<()>>,
     /// Commits since a checkpoint was last asked for.
     commits: usize,
+    /// [`WAL_LIMIT_BYTES`] in pages.
+    limit_pages: i64,
+    /// Held by whichever of the two threads is checkpointing.
+    running: Arc<Mutex<()>>,
     #[cfg(test)]
     done: watch::Receiver<u64>,
 }
@@ -67,29 +77,45 @@ impl Checkpointer {
             .map_err(|err| err.to_string())?;
         conn.busy_timeout(QUIET_BUSY_TIMEOUT)
             .map_err(|err| err.to_string())?;
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .map_err(|err| err.to_string())?;
         let (wake, asked) = std::sync::mpsc::sync_channel(1);
         let (count, _done) = watch::channel(0);
+        let running = Arc::new(Mutex::new(()));
         let thread = std::thread::Builder::new()
             .name("authbridge-checkpoint".to_owned())
-            .spawn(move || {
-                super::run_behind_the_runtime();
-                serve(&conn, &asked, &count)
+            .spawn({
+                let running = running.clone();
+                move || {
+                    super::run_behind_the_runtime();
+                    serve(&conn, &asked, &count, &running)
+                }
             })
             .map_err(|err| err.to_string())?;
         Ok(Self {
             wake: Some(wake),
             thread: Some(thread),
             commits: 0,
+            limit_pages: WAL_LIMIT_BYTES / page_size.max(512),
+            running,
             #[cfg(test)]
             done: _done,
         })
     }
 
-    /// A transaction committed; every so many, a checkpoint is asked for (one already asked for
-    /// and not yet started covers it).
-    pub fn committed(&mut self) {
+    /// A transaction committed on `conn`, the store's connection: every so many, a checkpoint
+    /// is asked for (one already asked for and not yet started covers it); past the limit, one
+    /// runs here.
+    pub fn committed(&mut self, conn: &Connection) {
         self.commits += 1;
-        if self.commits >= COMMITS_PER_CHECKPOINT {
+        if LOG_PAGES.get() >= self.limit_pages {
+            let _alone = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+            // Busy (another process checkpointing) is an answer: the next commit tries again.
+            if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                tracing::debug!(error = %err, "WAL checkpoint failed");
+            }
+        } else if self.commits >= COMMITS_PER_CHECKPOINT {
             self.ask(Mode::Passive);
         }
     }
@@ -133,14 +159,20 @@ impl Drop for Checkpointer {
     }
 }
 
-fn serve(conn: &Connection, asked: &Receiver<Mode>, done: &watch::Sender<u64>) {
+fn serve(
+    conn: &Connection,
+    asked: &Receiver<Mode>,
+    done: &watch::Sender<u64>,
+    running: &Mutex<()>,
+) {
     while let Ok(mode) = asked.recv() {
+        let _alone = running.lock().unwrap_or_else(PoisonError::into_inner);
         let pragma = match mode {
             Mode::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
             Mode::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
         };
-        // Busy (another connection checkpointing, another process reading) is an answer, not an
-        // error: the next checkpoint tries again.
+        // Busy (another process checkpointing or reading) is an answer, not an error: the next
+        // checkpoint tries again.
         if let Err(err) = conn.query_row(pragma, [], |_| Ok(())) {
             tracing::debug!(error = %err, "WAL checkpoint failed");
         }
@@ -148,13 +180,19 @@ fn serve(conn: &Connection, asked: &Receiver<Mode>, done: &watch::Sender<u64>) {
     }
 }
 
-/// Sets the store's connection `conn` to checkpoint after a commit that leaves the log past
-/// [`WAL_LIMIT_BYTES`] (SQLite's automatic checkpoint, passive, so it never waits for a reader).
-pub(super) fn limit_log(conn: &Connection) -> rusqlite::Result<()> {
-    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
-    conn.pragma_update(
-        None,
-        "wal_autocheckpoint",
-        WAL_LIMIT_BYTES / page_size.max(512),
-    )
+thread_local! {
+    /// Pages in the log after the last commit on this thread (the store's thread: its
+    /// connection's commits run there).
+    static LOG_PAGES: Cell<i64> = const { Cell::new(0) };
+}
+
+/// Keeps count of the log's length on the store's connection `conn`, after each commit. This
+/// also turns SQLite's automatic checkpoint off: checkpoints run where [`Checkpointer`] says.
+pub(super) fn watch_log(conn: &Connection) {
+    conn.wal_hook(Some(note_log_length));
+}
+
+fn note_log_length(_: &Wal, pages: c_int) -> rusqlite::Result<()> {
+    LOG_PAGES.set(pages.into());
+    Ok(())
 }

@@ -138,7 +138,7 @@ impl Store {
             .map_err(|err| fail(&err))?;
         // Checkpoints run on their own thread (`checkpoint`), not after a write, unless the log
         // has grown past its limit.
-        checkpoint::limit_log(&conn).map_err(|err| fail(&err))?;
+        checkpoint::watch_log(&conn);
         schema::migrate(&mut conn).map_err(|err| fail(&err))?;
         let checkpointer = checkpoint::Checkpointer::start(&path).map_err(|err| fail(&err))?;
         #[cfg(test)]

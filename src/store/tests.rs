@@ -354,8 +354,7 @@ async fn checkpoints_run_on_their_own_thread_and_reach_the_database_file() {
         .read(|conn, _| conn.query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0)))
         .await
         .unwrap();
-    // No write runs a checkpoint itself before the log is that large.
-    assert_eq!(auto * 4096, checkpoint::WAL_LIMIT_BYTES);
+    assert_eq!(auto, 0, "no write runs a checkpoint itself");
     // One commit each (every write is awaited before the next is asked for).
     for at in 0..checkpoint::COMMITS_PER_CHECKPOINT {
         store
@@ -442,10 +441,13 @@ async fn under_steady_writes_the_log_still_starts_over() {
         thread.preview = "x".repeat(16 * 1024);
         store.create_thread(&thread).await.unwrap();
     }
-    // Past the limit, the store's thread checkpoints after each commit until one copies
-    // everything; the log then starts over and its file is reused from the start.
+    // At the first commit past the limit, the store's thread waits for the checkpoint thread's
+    // checkpoint, if one is running, and checkpoints everything; the log then starts over and
+    // its file is reused from the start. So the file never holds more than the limit and one
+    // commit, however slow the disk's fsync (the log reached 25 MB on a slow machine when the
+    // two checkpoints did not wait for each other).
     let size = std::fs::metadata(&wal).unwrap().len();
-    let bound = checkpoint::WAL_LIMIT_BYTES as u64 + 16 * 1024 * 1024;
+    let bound = checkpoint::WAL_LIMIT_BYTES as u64 + 1024 * 1024;
     assert!(size <= bound, "the log file grew to {size} bytes");
 }
 

@@ -98,7 +98,7 @@ fn serve(
             }
         }
         if write_batch(conn, &owner, batch) {
-            checkpointer.committed();
+            checkpointer.committed(conn);
         }
     }
 }
