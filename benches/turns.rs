@@ -146,34 +146,43 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        let bench = Bench::start(&options).await;
-        let all = options.command == "all";
-        if all {
+        let wants = |name: &str| options.command == "all" || options.command == name;
+        if options.command == "all" {
             machine();
         }
-        if all || options.command == "lag" {
-            lag(&bench, &options).await;
+        if ["lag", "throughput", "history", "interrupt"]
+            .into_iter()
+            .any(wants)
+        {
+            let bench = Bench::start(&options).await;
+            if wants("lag") {
+                lag(&bench, &options).await;
+            }
+            if wants("throughput") {
+                throughput(&bench).await;
+            }
+            if wants("history") {
+                history(&bench).await;
+            }
+            if wants("interrupt") {
+                interrupt(&bench).await;
+            }
         }
-        if all || options.command == "throughput" {
-            throughput(&bench).await;
-        }
-        if all || options.command == "history" {
-            history(&bench).await;
-        }
-        if all || options.command == "interrupt" {
-            interrupt(&bench).await;
-        }
-        if all || options.command == "storm" {
+        // These two start servers of their own: nothing else runs on the servers' core then.
+        if wants("storm") {
             storm(&options).await;
         }
-        if all || options.command == "scale" {
+        if wants("scale") {
             scale(&options).await;
         }
-        if all || options.command == "store" {
-            store(&bench).await;
-        }
-        if all || options.command == "codex" {
-            codex(&bench).await;
+        if ["store", "codex"].into_iter().any(wants) {
+            let bench = Bench::start(&options).await;
+            if wants("store") {
+                store(&bench).await;
+            }
+            if wants("codex") {
+                codex(&bench).await;
+            }
         }
     });
 }
