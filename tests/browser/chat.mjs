@@ -107,12 +107,18 @@ async function main() {
   const tool = { name: "get_time", description: "The current time.", inputSchema: { type: "object", properties: {} } };
   await page.selectOption(T("method-select"), "thread/start");
   await page.fill(T("params-input"), JSON.stringify({ dynamicTools: [tool] }));
+  // The chat started a thread already: wait for this reply, not the one before it.
+  const startReplies = page.locator(`${ENTRY}[data-reply-to="thread/start"]`);
+  const startsBefore = await startReplies.count();
   await page.click(T("send-button"));
-  const started = await json(page.locator(`${ENTRY}[data-reply-to="thread/start"]`).last());
+  await startReplies.nth(startsBefore).waitFor({ state: "attached" });
+  const started = await json(startReplies.nth(startsBefore));
   const toolThread = started.result.thread.id;
   await page.locator(`${T("chat-thread")} option[value="${toolThread}"]`).waitFor({ state: "attached" });
+  const resumeReplies = page.locator(`${ENTRY}[data-reply-to="thread/resume"]`);
+  const resumesBefore = await resumeReplies.count();
   await page.selectOption(T("chat-thread"), toolThread);
-  await page.locator(`${ENTRY}[data-reply-to="thread/resume"]`).first().waitFor({ state: "attached" });
+  await resumeReplies.nth(resumesBefore).waitFor({ state: "attached" });
 
   step = "answering a tool call from the panel";
   await page.fill(T("chat-input"), "what time is it? /tool");
