@@ -147,7 +147,7 @@ impl Scope<'_> {
 
     /// A user message's item and its replay join the turn in memory.
     fn keep_user_message(&self, item: &ThreadItem, replay: &Value) {
-        self.with_state(|state| remember(state, self.turn_id, item.clone(), replay.clone()));
+        self.with_state(|state| remember(state, self.turn_id, [item.clone()], [replay.clone()]));
     }
 
     /// A user message's item is announced, started and completed; with its replay, it joins the
@@ -172,7 +172,7 @@ impl Scope<'_> {
                 },
             );
             if let Some(replay) = replay {
-                remember(state, self.turn_id, item.clone(), replay);
+                remember(state, self.turn_id, [item.clone()], [replay]);
             }
             state.publish(
                 methods::ITEM_COMPLETED,
@@ -232,10 +232,7 @@ impl Scope<'_> {
             self.stored(written)?;
         }
         self.with_state(|state| {
-            if let Some(turn) = state.turn_mut(self.turn_id) {
-                turn.items.extend(items);
-                turn.replay.extend(replay);
-            }
+            remember(state, self.turn_id, items, replay);
             announce(state);
         });
         Ok(())
@@ -330,10 +327,15 @@ impl Scope<'_> {
     }
 }
 
-/// Adds a user message's item and replay to the turn in memory.
-fn remember(state: &mut ThreadState, turn_id: &str, item: ThreadItem, replay: Value) {
+/// Adds `items` and `replay` after what the turn has in memory.
+fn remember(
+    state: &mut ThreadState,
+    turn_id: &str,
+    items: impl IntoIterator<Item = ThreadItem>,
+    replay: impl IntoIterator<Item = Value>,
+) {
     if let Some(turn) = state.turn_mut(turn_id) {
-        turn.items.push(item);
-        turn.replay.push(replay);
+        turn.items.extend(items);
+        turn.replay.extend(replay);
     }
 }
