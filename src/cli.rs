@@ -114,8 +114,13 @@ fn parse_ws_auth(value: &str) -> Result<WsAuthMode, String> {
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before anything is printed or started: the restarted process does it all again.
+    let caches_kept = match cli.command {
+        Command::Serve(_) | Command::AppServer(_) => crate::memory::start_without_thread_caches(),
+        _ => Ok(()),
+    };
     match cli.command {
-        Command::Serve(args) => run_server(args),
+        Command::Serve(args) => run_server(args, caches_kept),
         Command::AppServer(mut args) => {
             if args.serve.listen.is_none() {
                 args.serve.listen = Some("stdio://".to_owned());
@@ -132,7 +137,7 @@ pub fn main() -> ExitCode {
                     flags.join(", ")
                 );
             }
-            run_server(args.serve)
+            run_server(args.serve, caches_kept)
         }
         Command::DevBackend(args) => match runtime() {
             Ok(runtime) => runtime.block_on(dev_backend(args)),
@@ -161,8 +166,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
-fn run_server(args: ServeArgs) -> ExitCode {
+/// `caches_kept`: why the server could not restart without glibc's thread caches, if it tried.
+fn run_server(args: ServeArgs, caches_kept: std::io::Result<()>) -> ExitCode {
     init_logging(args.log_format);
+    if let Err(err) = caches_kept {
+        tracing::debug!(error = %err, "cannot restart without glibc's thread caches");
+    }
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,

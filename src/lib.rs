@@ -22,6 +22,7 @@ pub mod dev_backend;
 mod identity;
 mod jsonrpc;
 mod login;
+mod memory;
 mod peer;
 mod protocol;
 mod proxy;

@@ -182,7 +182,7 @@ impl Threads {
             }
         }
         if none_left {
-            release_freed_memory();
+            crate::memory::release_freed();
         }
         none_left
     }
@@ -215,7 +215,7 @@ impl Threads {
                 _ = &mut settled, if settling => {
                     settling = false;
                     if self.loaded.lock().expect("threads lock").is_empty() {
-                        release_freed_memory();
+                        crate::memory::release_freed();
                     }
                     false
                 }
@@ -259,15 +259,4 @@ impl Threads {
 
 fn parse_thread_id(id: &str) -> Result<Uuid, ThreadError> {
     Uuid::parse_str(id).map_err(|err| ThreadError::InvalidThreadId(err.to_string()))
-}
-
-/// Hands memory freed by unloaded threads back to the OS. glibc keeps what a burst of turns freed
-/// for reuse, so without this a server stays at its peak size while idle; called when the last
-/// loaded thread unloads (rare, and then the process has nothing else to do).
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointers and only returns free heap pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }

@@ -861,3 +861,64 @@ async fn stdio_round_trip() {
         "stdio writes no server.json"
     );
 }
+
+/// The server's environment as it was started (`/proc/<pid>/environ`), entries joined by `:`
+/// (glibc may cut `GLIBC_TUNABLES` there in place while reading it).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn started_environment(child: &Child) -> String {
+    let pid = child.process.id().expect("running");
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    format!(":{}", String::from_utf8_lossy(&environ).replace('\0', ":"))
+}
+
+/// After a burst of turns, glibc's per-thread caches would keep ~3 MiB that no trim returns, so
+/// the server starts itself again with them off, unless `GLIBC_TUNABLES` already decides.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test]
+async fn the_server_runs_without_glibcs_thread_caches_unless_told_otherwise() {
+    for (given, running) in [
+        ("", "GLIBC_TUNABLES=glibc.malloc.tcache_count=0"),
+        (
+            "glibc.malloc.arena_max=4",
+            "GLIBC_TUNABLES=glibc.malloc.arena_max=4:glibc.malloc.tcache_count=0",
+        ),
+        (
+            "glibc.malloc.tcache_count=7",
+            "GLIBC_TUNABLES=glibc.malloc.tcache_count=7",
+        ),
+    ] {
+        let home = tempfile::tempdir().unwrap();
+        let home_arg = home.path().to_str().unwrap();
+        let child = Child::spawn(
+            &[
+                "--home",
+                home_arg,
+                "--listen",
+                "ws://127.0.0.1:0",
+                "--ws-auth",
+                "none",
+            ],
+            &[("GLIBC_TUNABLES", given)],
+        )
+        .await;
+        let environment = started_environment(&child);
+        let seen: Vec<&str> = environment
+            .split(':')
+            .filter(|entry| entry.contains("GLIBC_TUNABLES") || entry.starts_with("glibc."))
+            .collect();
+        assert!(
+            environment.contains(&format!(":{running}:")),
+            "started with {given:?}, running with {seen:?}"
+        );
+        assert_eq!(environment.matches("GLIBC_TUNABLES=").count(), 1);
+        if given.contains("tcache_count") {
+            assert!(!environment.contains("tcache_count=0"), "{seen:?}");
+        }
+        // Same process, same server: the pid in server.json is the one that serves.
+        let running_server = crate::support::server_json(home.path());
+        assert_eq!(running_server["pid"], child.process.id().unwrap());
+        let mut client = Client::connect(child.url.as_deref().unwrap(), None).await;
+        client.initialize().await;
+        client.call_result("account/read", json!({})).await;
+    }
+}
