@@ -85,14 +85,14 @@ pub struct ResponseEvents {
 }
 
 /// The members of a delta event, read without building a JSON tree (deltas are most of a
-/// stream).
+/// stream). Strings borrow from the event's text unless they hold escapes.
 #[derive(Deserialize)]
 struct DeltaEvent<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_if_unescaped")]
     delta: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_if_unescaped")]
     item_id: Option<Cow<'a, str>>,
     #[serde(default)]
     output_index: Option<u64>,
@@ -102,50 +102,67 @@ struct DeltaEvent<'a> {
     content_index: Option<i64>,
 }
 
+/// An optional string that borrows like a bare `Cow<str>` field (serde's `borrow` does not reach
+/// through `Option`, which would copy every delta twice).
+fn borrowed_if_unescaped<'de, D>(deserializer: D) -> Result<Option<Cow<'de, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text<'de>>::deserialize(deserializer)?.map(|text| text.0))
+}
+
+/// The steps of one event, in order: a delta's one step without a `Vec` to hold it.
+pub type Steps = std::iter::Chain<std::option::IntoIter<Step>, std::vec::IntoIter<Step>>;
+
+fn one_step(step: Step) -> Steps {
+    Some(step).into_iter().chain(Vec::new())
+}
+
+fn many_steps(steps: Vec<Step>) -> Steps {
+    None.into_iter().chain(steps)
+}
+
 impl ResponseEvents {
     /// The steps for one event's `data:` text; `None` if it is not a JSON object. Deltas take a
     /// fast path; every other event is read as JSON and goes to [`ResponseEvents::handle`].
-    pub fn handle_text(
-        &mut self,
-        data: &str,
-        new_id: impl FnOnce() -> String,
-    ) -> Option<Vec<Step>> {
+    pub fn handle_text(&mut self, data: &str, new_id: impl FnOnce() -> String) -> Option<Steps> {
         if let Ok(event) = serde_json::from_str::<DeltaEvent<'_>>(data)
-            && let Some(delta) = &event.delta
+            && let Some(delta) = event.delta
         {
-            let item_id = || {
-                event
-                    .item_id
-                    .as_deref()
-                    .map(str::to_owned)
-                    .or_else(|| {
-                        event
-                            .output_index
-                            .and_then(|index| self.by_index.get(&index).cloned())
-                    })
-                    .unwrap_or_default()
-            };
+            let item_id = event
+                .item_id
+                .map(Cow::into_owned)
+                .or_else(|| {
+                    event
+                        .output_index
+                        .and_then(|index| self.by_index.get(&index).cloned())
+                })
+                .unwrap_or_default();
+            let delta = delta.into_owned();
             let step = match &*event.kind {
-                "response.output_text.delta" | "response.refusal.delta" => Step::AgentDelta {
-                    item_id: item_id(),
-                    delta: delta.clone().into_owned(),
-                },
+                "response.output_text.delta" | "response.refusal.delta" => {
+                    Step::AgentDelta { item_id, delta }
+                }
                 "response.reasoning_summary_text.delta" => Step::SummaryDelta {
-                    item_id: item_id(),
-                    delta: delta.clone().into_owned(),
+                    item_id,
+                    delta,
                     summary_index: event.summary_index.unwrap_or(0),
                 },
                 "response.reasoning_text.delta" => Step::ReasoningDelta {
-                    item_id: item_id(),
-                    delta: delta.clone().into_owned(),
+                    item_id,
+                    delta,
                     content_index: event.content_index.unwrap_or(0),
                 },
-                _ => return Some(Vec::new()),
+                _ => return Some(many_steps(Vec::new())),
             };
-            return Some(vec![step]);
+            return Some(one_step(step));
         }
         let event: Value = serde_json::from_str(data).ok()?;
-        event.is_object().then(|| self.handle(&event, new_id))
+        event
+            .is_object()
+            .then(|| many_steps(self.handle(&event, new_id)))
     }
 
     /// The steps for one event. Unknown or irrelevant types yield nothing.

@@ -160,6 +160,7 @@ fn the_text_fast_path_agrees_with_the_json_path() {
         json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1", "summary_index": 2, "delta": "s"}),
         json!({"type": "response.reasoning_text.delta", "item_id": "rs_1", "content_index": 1, "delta": "r"}),
         json!({"type": "response.refusal.delta", "item_id": "msg_1", "delta": "no"}),
+        json!({"type": "response.output_text.delta", "item_id": "msg_\"1", "delta": "a \"quoted\"\nline"}),
         json!({"type": "response.output_item.done", "output_index": 0, "item": {"type": "message", "id": "msg_1", "content": [{"type": "output_text", "text": "x"}]}}),
         json!({"type": "response.completed", "response": {"usage": {"input_tokens": 1, "output_tokens": 2}}}),
     ];
@@ -169,9 +170,10 @@ fn the_text_fast_path_agrees_with_the_json_path() {
         let expected = by_json.handle(event, || "generated".to_owned());
         let got = by_text
             .handle_text(&event.to_string(), || "generated".to_owned())
-            .unwrap();
+            .unwrap()
+            .collect::<Vec<_>>();
         assert_eq!(got, expected, "{event}");
     }
-    assert_eq!(by_text.handle_text("not json", String::new), None);
-    assert_eq!(by_text.handle_text("[1]", String::new), None);
+    assert!(by_text.handle_text("not json", String::new).is_none());
+    assert!(by_text.handle_text("[1]", String::new).is_none());
 }
