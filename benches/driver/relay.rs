@@ -1,5 +1,5 @@
 //! The relay floor: the smallest relay on authbridge's own stack (axum WebSocket, reqwest,
-//! eventsource-stream, tokio), run as a separate process like authbridge. It answers
+//! sseer, tokio), run as a separate process like authbridge. It answers
 //! `thread/start` with a new id and turns each `turn/start` into one streamed request to the
 //! backend, forwarding every text delta as `item/agentMessage/delta` and ending with
 //! `turn/completed`. No accounts, no history, no store: what is left is the cost of one more
@@ -12,7 +12,6 @@ use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
-use eventsource_stream::Eventsource;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -100,7 +99,7 @@ async fn turn(relay: Relay, thread: String, out: mpsc::UnboundedSender<String>) 
         .await;
     let mut status = "failed";
     if let Ok(response) = response {
-        let mut events = response.bytes_stream().eventsource();
+        let mut events = sseer::EventStream::new(response.bytes_stream());
         while let Some(Ok(event)) = events.next().await {
             let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
                 continue;

@@ -8,7 +8,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use eventsource_stream::Eventsource;
 use futures::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
@@ -337,7 +336,7 @@ pub async fn run_floor(
                     report.errors += 1;
                     continue;
                 };
-                let mut events = response.bytes_stream().eventsource();
+                let mut events = sseer::EventStream::new(response.bytes_stream());
                 let mut first = true;
                 let mut completed = false;
                 while let Some(Ok(event)) = events.next().await {

@@ -9,7 +9,6 @@ use std::task::{Context, Poll};
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use eventsource_stream::Eventsource;
 use futures::{Stream, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::OwnedSemaphorePermit;
@@ -87,7 +86,7 @@ where
 /// `response.completed` or `response.incomplete` (`output` rebuilt from the items if the event
 /// left it empty); `response.failed` becomes a 502 carrying its error.
 pub async fn collect(upstream: reqwest::Response) -> Response {
-    let mut events = upstream.bytes_stream().eventsource();
+    let mut events = sseer::EventStream::new(upstream.bytes_stream());
     let mut items: Vec<Value> = Vec::new();
     while let Some(event) = events.next().await {
         let event = match event {

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::Response;
 use uuid::Uuid;
@@ -117,7 +116,7 @@ impl Scope<'_> {
         &self,
         response: Response,
     ) -> Result<(Option<TokenUsageBreakdown>, Vec<FunctionCall>), AttemptFailure> {
-        let mut events = response.bytes_stream().eventsource();
+        let mut events = sseer::EventStream::new(response.bytes_stream());
         let mut reader = ResponseEvents::default();
         let mut started: HashMap<String, i64> = HashMap::new();
         let mut calls = Vec::new();
@@ -149,7 +148,7 @@ impl Scope<'_> {
             }
             let Some(steps) = reader.handle_text(&event.data, || Uuid::now_v7().to_string()) else {
                 tracing::debug!(
-                    event = event.event,
+                    event = &*event.event,
                     "ignoring an SSE event that is not JSON"
                 );
                 continue;
