@@ -3,7 +3,7 @@
 //! The originator is fixed once per process (env override, else the first client to initialize), and
 //! the User-Agent built from it is sent both in `initialize` results and on every backend request.
 
-use std::sync::OnceLock;
+use std::sync::{LazyLock, Once, OnceLock};
 
 use crate::peer::ClientInfo;
 
@@ -15,8 +15,12 @@ pub const DEFAULT_ORIGINATOR: &str = "codex_cli_rs";
 pub struct Identity {
     env_override: Option<String>,
     first_client: OnceLock<String>,
-    platform: String,
 }
+
+/// `<os> <os version>; <arch>`. Reading the OS version runs `lsb_release` on Linux (tens of
+/// milliseconds), so [`Identity::new`] starts it on a thread of its own instead of holding up
+/// the server's start; the first User-Agent waits for it only if it is still running.
+static PLATFORM: LazyLock<String> = LazyLock::new(platform_description);
 
 impl Identity {
     pub fn from_env() -> Self {
@@ -27,10 +31,19 @@ impl Identity {
     }
 
     pub fn new(env_override: Option<String>) -> Self {
+        static LOOK_UP: Once = Once::new();
+        LOOK_UP.call_once(|| {
+            let started = std::thread::Builder::new()
+                .name("platform".into())
+                .spawn(|| LazyLock::force(&PLATFORM));
+            if started.is_err() {
+                // No thread to spare: the first User-Agent works it out itself.
+                tracing::debug!("cannot look up the platform in the background");
+            }
+        });
         Self {
             env_override,
             first_client: OnceLock::new(),
-            platform: platform_description(),
         }
     }
 
@@ -52,7 +65,7 @@ impl Identity {
             "{}/{} ({})",
             self.originator(),
             env!("CARGO_PKG_VERSION"),
-            self.platform
+            *PLATFORM
         ))
     }
 
@@ -62,7 +75,7 @@ impl Identity {
             "{}/{} ({}) ({}; {})",
             self.originator(),
             env!("CARGO_PKG_VERSION"),
-            self.platform,
+            *PLATFORM,
             client.name,
             client.version
         );
