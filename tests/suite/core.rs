@@ -116,19 +116,25 @@ async fn first_client_names_the_originator() {
     assert!(user_agent.ends_with("(other; 2)"), "{user_agent}");
 }
 
+/// `authbridge serve` on a loopback port without WebSocket auth, with `env` added.
+async fn spawn_without_auth(home: &std::path::Path, env: &[(&str, &str)]) -> Child {
+    let home = home.to_str().unwrap();
+    let args = [
+        "--home",
+        home,
+        "--listen",
+        "ws://127.0.0.1:0",
+        "--ws-auth",
+        "none",
+    ];
+    Child::spawn(&args, env).await
+}
+
 #[tokio::test]
 async fn originator_env_override() {
     let home = tempfile::tempdir().unwrap();
-    let home_arg = home.path().to_str().unwrap();
-    let child = Child::spawn(
-        &[
-            "--home",
-            home_arg,
-            "--listen",
-            "ws://127.0.0.1:0",
-            "--ws-auth",
-            "none",
-        ],
+    let child = spawn_without_auth(
+        home.path(),
         &[(
             "CODEX_INTERNAL_ORIGINATOR_OVERRIDE",
             "codex_originator_via_env_var",
@@ -888,19 +894,7 @@ async fn the_server_runs_without_glibcs_thread_caches_unless_told_otherwise() {
         ),
     ] {
         let home = tempfile::tempdir().unwrap();
-        let home_arg = home.path().to_str().unwrap();
-        let child = Child::spawn(
-            &[
-                "--home",
-                home_arg,
-                "--listen",
-                "ws://127.0.0.1:0",
-                "--ws-auth",
-                "none",
-            ],
-            &[("GLIBC_TUNABLES", given)],
-        )
-        .await;
+        let child = spawn_without_auth(home.path(), &[("GLIBC_TUNABLES", given)]).await;
         let environment = started_environment(&child);
         let seen: Vec<&str> = environment
             .split(':')
