@@ -177,3 +177,21 @@ fn the_text_fast_path_agrees_with_the_json_path() {
     assert!(by_text.handle_text("not json", String::new).is_none());
     assert!(by_text.handle_text("[1]", String::new).is_none());
 }
+
+#[test]
+fn delta_strings_are_borrowed_unless_escaped() {
+    let plain: DeltaEvent<'_> = serde_json::from_str(
+        r#"{"type":"response.output_text.delta","item_id":"msg_1","delta":"plain"}"#,
+    )
+    .unwrap();
+    assert!(matches!(plain.delta, Some(Cow::Borrowed("plain"))));
+    assert!(matches!(plain.item_id, Some(Cow::Borrowed("msg_1"))));
+    let escaped: DeltaEvent<'_> = serde_json::from_str(
+        r#"{"type":"response.output_text.delta","item_id":"m\"1","delta":"a\nb"}"#,
+    )
+    .unwrap();
+    assert!(matches!(escaped.delta, Some(Cow::Owned(ref text)) if text == "a\nb"));
+    assert!(matches!(escaped.item_id, Some(Cow::Owned(ref id)) if id == "m\"1"));
+    let absent: DeltaEvent<'_> = serde_json::from_str(r#"{"type":"response.created"}"#).unwrap();
+    assert!(absent.delta.is_none() && absent.item_id.is_none());
+}
