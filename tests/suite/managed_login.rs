@@ -46,6 +46,15 @@ async fn server_with_issuer(issuer: &MockServer, extra: &[&str]) -> TestServer {
     TestServer::start(&overrides).await
 }
 
+/// The usual browser-login setup: an issuer granting u@example.com's tokens, a server using it
+/// (with `extra` settings) and a client of that server. Keep the issuer for the whole test.
+async fn login_setup(extra: &[&str]) -> (MockServer, TestServer, Client) {
+    let issuer = issuer_with_tokens(&idt("u@example.com", "pro", "o")).await;
+    let server = server_with_issuer(&issuer, extra).await;
+    let client = server.client().await;
+    (issuer, server, client)
+}
+
 struct BrowserLogin {
     login_id: String,
     auth_url: url::Url,
@@ -91,6 +100,15 @@ fn browser() -> reqwest::Client {
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
+}
+
+/// Waits until the login's callback server stops answering.
+async fn callback_server_gone(login: &BrowserLogin) {
+    let success = format!("{}/success", login.callback_base());
+    eventually("the callback server is gone", || async {
+        browser().get(&success).send().await.is_err()
+    })
+    .await;
 }
 
 async fn completed(client: &mut Client) -> Value {
@@ -438,9 +456,7 @@ async fn forced_workspaces_appear_in_the_authorize_url() {
 
 #[tokio::test]
 async fn cancel_ends_the_login() {
-    let issuer = issuer_with_tokens(&idt("u@example.com", "pro", "o")).await;
-    let server = server_with_issuer(&issuer, &[]).await;
-    let mut client = server.client().await;
+    let (_issuer, _server, mut client) = login_setup(&[]).await;
     let login = start_browser_login(&mut client).await;
     let id = client
         .request("account/login/cancel", json!({"loginId": login.login_id}))
@@ -460,19 +476,12 @@ async fn cancel_ends_the_login() {
         .call("account/login/cancel", json!({"loginId": login.login_id}))
         .await;
     assert_eq!(again["result"], json!({"status": "notFound"}));
-    // The callback server goes away.
-    let success = format!("{}/success", login.callback_base());
-    eventually("the callback server is gone", || async {
-        browser().get(&success).send().await.is_err()
-    })
-    .await;
+    callback_server_gone(&login).await;
 }
 
 #[tokio::test]
 async fn the_callback_servers_cancel_route_ends_the_login() {
-    let issuer = issuer_with_tokens(&idt("u@example.com", "pro", "o")).await;
-    let server = server_with_issuer(&issuer, &[]).await;
-    let mut client = server.client().await;
+    let (_issuer, _server, mut client) = login_setup(&[]).await;
     let login = start_browser_login(&mut client).await;
     let elsewhere = browser()
         .get(format!("{}/elsewhere", login.callback_base()))
@@ -490,18 +499,12 @@ async fn the_callback_servers_cancel_route_ends_the_login() {
         completed(&mut client).await["error"],
         json!("Login server error: Login cancelled")
     );
-    let success = format!("{}/success", login.callback_base());
-    eventually("the callback server is gone", || async {
-        browser().get(&success).send().await.is_err()
-    })
-    .await;
+    callback_server_gone(&login).await;
 }
 
 #[tokio::test]
 async fn a_new_login_replaces_the_previous_one() {
-    let issuer = issuer_with_tokens(&idt("u@example.com", "pro", "o")).await;
-    let server = server_with_issuer(&issuer, &[]).await;
-    let mut client = server.client().await;
+    let (_issuer, _server, mut client) = login_setup(&[]).await;
     let first = start_browser_login(&mut client).await;
     let second = start_browser_login(&mut client).await;
     assert_ne!(first.login_id, second.login_id);
@@ -532,9 +535,7 @@ async fn a_new_login_replaces_the_previous_one() {
 
 #[tokio::test]
 async fn an_external_login_ends_a_browser_login() {
-    let issuer = issuer_with_tokens(&idt("u@example.com", "pro", "o")).await;
-    let server = server_with_issuer(&issuer, &[]).await;
-    let mut client = server.client().await;
+    let (_issuer, _server, mut client) = login_setup(&[]).await;
     let login = start_browser_login(&mut client).await;
     let id = client
         .request(
@@ -563,9 +564,7 @@ async fn an_external_login_ends_a_browser_login() {
 
 #[tokio::test]
 async fn logout_ends_a_browser_login() {
-    let issuer = issuer_with_tokens(&idt("u@example.com", "pro", "o")).await;
-    let server = server_with_issuer(&issuer, &[]).await;
-    let mut client = server.client().await;
+    let (_issuer, _server, mut client) = login_setup(&[]).await;
     let login = start_browser_login(&mut client).await;
     client.call("account/logout", json!({})).await;
     assert_eq!(
@@ -619,9 +618,7 @@ async fn a_previous_login_server_on_the_port_is_asked_to_cancel() {
 
 #[tokio::test]
 async fn a_login_times_out() {
-    let issuer = issuer_with_tokens(&idt("u@example.com", "pro", "o")).await;
-    let server = server_with_issuer(&issuer, &["auth.login_timeout_secs=1"]).await;
-    let mut client = server.client().await;
+    let (_issuer, _server, mut client) = login_setup(&["auth.login_timeout_secs=1"]).await;
     let login = start_browser_login(&mut client).await;
     assert_eq!(
         completed(&mut client).await,
