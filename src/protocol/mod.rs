@@ -1,17 +1,19 @@
 //! Wire types of the protocol, in Codex 0.94.0's shapes plus the additive members the SPEC and
 //! TURNS list: the handshake here, the account surface in [`account`], threads and turns in
-//! [`threads`].
+//! [`threads`] and their methods in [`thread_methods`].
 //!
 //! Inputs accept both the seed and the later Codex shapes; unknown members are ignored. Secret
 //! inputs are [`SecretString`](secrecy::SecretString)s from the moment they are decoded.
 
 mod account;
 mod notifications;
+mod thread_methods;
 mod threads;
 mod tools;
 
 pub use account::*;
 pub use notifications::*;
+pub use thread_methods::*;
 pub use threads::*;
 pub use tools::*;
 
