@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { chromium } from "playwright-core";
-import { LAUNCH_ARGS, option as sharedOption } from "./common.mjs";
+import { LAUNCH_ARGS, entryAddedBy, option as sharedOption } from "./common.mjs";
 
 const option = (name, envName, fallback) => sharedOption("chat.mjs", name, envName, fallback);
 const consoleUrl = option("console-url", "AUTHBRIDGE_CONSOLE_URL");
@@ -108,17 +108,14 @@ async function main() {
   await page.selectOption(T("method-select"), "thread/start");
   await page.fill(T("params-input"), JSON.stringify({ dynamicTools: [tool] }));
   // The chat started a thread already: wait for this reply, not the one before it.
-  const startReplies = page.locator(`${ENTRY}[data-reply-to="thread/start"]`);
-  const startsBefore = await startReplies.count();
-  await page.click(T("send-button"));
-  await startReplies.nth(startsBefore).waitFor({ state: "attached" });
-  const started = await json(startReplies.nth(startsBefore));
+  const started = await json(
+    await entryAddedBy(page.locator(`${ENTRY}[data-reply-to="thread/start"]`), () => page.click(T("send-button"))),
+  );
   const toolThread = started.result.thread.id;
   await page.locator(`${T("chat-thread")} option[value="${toolThread}"]`).waitFor({ state: "attached" });
-  const resumeReplies = page.locator(`${ENTRY}[data-reply-to="thread/resume"]`);
-  const resumesBefore = await resumeReplies.count();
-  await page.selectOption(T("chat-thread"), toolThread);
-  await resumeReplies.nth(resumesBefore).waitFor({ state: "attached" });
+  await entryAddedBy(page.locator(`${ENTRY}[data-reply-to="thread/resume"]`), () =>
+    page.selectOption(T("chat-thread"), toolThread),
+  );
 
   step = "answering a tool call from the panel";
   await page.fill(T("chat-input"), "what time is it? /tool");

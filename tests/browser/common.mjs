@@ -1,4 +1,5 @@
-// What the browser scripts share: Chromium's launch flags and how inputs are read.
+// What the browser scripts share: Chromium's launch flags, how inputs are read, and waiting for
+// the log entry an action adds.
 
 /** Flags for a quiet, headless Chromium that makes no network calls of its own. */
 export const LAUNCH_ARGS = [
@@ -25,4 +26,16 @@ export function option(script, name, envName, fallback) {
     process.exit(2);
   }
   return value;
+}
+
+/**
+ * Runs `action` and waits for the first entry matching `entries` that it added (ones already there
+ * do not count); returns that entry's locator.
+ */
+export async function entryAddedBy(entries, action) {
+  const before = await entries.count();
+  await action();
+  const added = entries.nth(before);
+  await added.waitFor({ state: "attached" });
+  return added;
 }

@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync, mkdirSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { chromium } from "playwright-core";
-import { LAUNCH_ARGS, option as sharedOption } from "./common.mjs";
+import { LAUNCH_ARGS, entryAddedBy, option as sharedOption } from "./common.mjs";
 
 const OVERALL_MS = 25_000;
 const STEP_MS = 6_000;
@@ -121,11 +121,7 @@ async function main() {
   async function send(value, params) {
     await page.selectOption(T("method-select"), value);
     if (params !== undefined) await page.fill(T("params-input"), params === null ? "" : JSON.stringify(params, null, 2));
-    const before = await outRequests().count();
-    await page.click(T("send-button"));
-    const entry = outRequests().nth(before);
-    await entry.waitFor({ state: "attached" });
-    return json(entry);
+    return json(await entryAddedBy(outRequests(), () => page.click(T("send-button"))));
   }
 
   async function reply(id) {
