@@ -110,11 +110,7 @@ impl Checkpointer {
     pub fn committed(&mut self, conn: &Connection) {
         self.commits += 1;
         if LOG_PAGES.get() >= self.limit_pages {
-            let _alone = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-            // Busy (another process checkpointing) is an answer: the next commit tries again.
-            if let Err(err) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                tracing::debug!(error = %err, "WAL checkpoint failed");
-            }
+            checkpoint(conn, &Mode::Passive, &self.running);
         } else if self.commits >= COMMITS_PER_CHECKPOINT {
             self.ask(Mode::Passive);
         }
@@ -166,17 +162,22 @@ fn serve(
     running: &Mutex<()>,
 ) {
     while let Ok(mode) = asked.recv() {
-        let _alone = running.lock().unwrap_or_else(PoisonError::into_inner);
-        let pragma = match mode {
-            Mode::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
-            Mode::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
-        };
-        // Busy (another process checkpointing or reading) is an answer, not an error: the next
-        // checkpoint tries again.
-        if let Err(err) = conn.query_row(pragma, [], |_| Ok(())) {
-            tracing::debug!(error = %err, "WAL checkpoint failed");
-        }
+        checkpoint(conn, &mode, running);
         done.send_modify(|count| *count += 1);
+    }
+}
+
+/// One checkpoint on `conn`, holding `running` meanwhile so that the other thread's waits.
+fn checkpoint(conn: &Connection, mode: &Mode, running: &Mutex<()>) {
+    let _alone = running.lock().unwrap_or_else(PoisonError::into_inner);
+    let pragma = match mode {
+        Mode::Passive => "PRAGMA wal_checkpoint(PASSIVE)",
+        Mode::Truncate => "PRAGMA wal_checkpoint(TRUNCATE)",
+    };
+    // Busy (another process checkpointing or reading) is an answer, not an error: the next
+    // checkpoint tries again.
+    if let Err(err) = conn.query_row(pragma, [], |_| Ok(())) {
+        tracing::debug!(error = %err, "WAL checkpoint failed");
     }
 }
 
